@@ -17,9 +17,7 @@ from dataclasses import asdict, dataclass, field
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-MONTHS = (
-    "january february march april may june july august september october november december".split()
-)
+MONTHS = "january february march april may june july august september october november december".split()
 # Words after which a wrapped table cell must go on: the next line continues the same cell.
 _CONNECTORS = set(
     "a an and as at between by for from in into of on or per so than that the to towards under until "
@@ -80,7 +78,9 @@ def chunk_documents(
     return chunks, targets
 
 
-def _chunk_page(doc: Document, splitter: RecursiveCharacterTextSplitter, targets: list[Target]) -> list[Document]:
+def _chunk_page(
+    doc: Document, splitter: RecursiveCharacterTextSplitter, targets: list[Target]
+) -> list[Document]:
     text = doc.page_content
     lines = text.split("\n")
     offsets = [0]
@@ -147,7 +147,12 @@ def _is_heading(line: str, *, blank_before: bool, blank_after: bool) -> bool:
 
 
 def _prose_chunks(
-    doc: Document, splitter: RecursiveCharacterTextSplitter, text: str, start: int, end: int, section: str | None
+    doc: Document,
+    splitter: RecursiveCharacterTextSplitter,
+    text: str,
+    start: int,
+    end: int,
+    section: str | None,
 ) -> list[Document]:
     body = text[start:end]
     lead = len(body) - len(body.lstrip())
@@ -159,7 +164,12 @@ def _prose_chunks(
         content = piece.page_content.strip()
         if len(content) < 3:
             continue
-        s = start + lead + piece.metadata["start_index"] + (len(piece.page_content) - len(piece.page_content.lstrip()))
+        s = (
+            start
+            + lead
+            + piece.metadata["start_index"]
+            + (len(piece.page_content) - len(piece.page_content.lstrip()))
+        )
         page_content = f"{section}\n{content}" if section and section != content else content
         out.append(_make_chunk(doc, page_content, s, s + len(content), kind="prose", section=section))
     return out
@@ -178,7 +188,7 @@ def _make_chunk(doc: Document, page_content: str, start: int, end: int, **extra:
         "theme": None,
     }
     meta.update(extra)
-    meta["chunk_id"] = chunk_id(str(meta["source"]), meta["page"], page_content)  # type: ignore[arg-type]
+    meta["chunk_id"] = chunk_id(str(meta["source"]), meta["page"], page_content)
     return Document(page_content=page_content, metadata=meta, id=meta["chunk_id"])
 
 
@@ -196,8 +206,10 @@ def _table_chunks(
     """
     cells = [line.split("\t") for line in lines]
     ncols = max(len(c) for c in cells)
-    cells = [c[: ncols - 1] + ["\t".join(c[ncols - 1 :])] if len(c) >= ncols else c + [""] * (ncols - len(c))
-             for c in cells]
+    cells = [
+        c[: ncols - 1] + ["\t".join(c[ncols - 1 :])] if len(c) >= ncols else c + [""] * (ncols - len(c))
+        for c in cells
+    ]
     header = cells[0] if _looks_like_header(cells[0]) else None
     body = cells[1:] if header else cells
     first = 1 if header else 0
@@ -231,7 +243,7 @@ def _table_chunks(
         prefix = " — ".join(str(v) for k, v in meta.items() if v and k != "theme")
         content = f"{prefix} — {row.text}" if prefix else row.text
         if meta.get("theme"):
-            content += f"\nTheme: {meta['theme']}"
+            content = f"{content} ({meta['theme']})"
         start = offsets[row.lines[0]]
         end = offsets[row.lines[-1]] + len(lines[row.lines[-1]])
         chunk = _make_chunk(doc, content, start, end, kind="row", section=section, **meta)
@@ -266,7 +278,9 @@ def _column_names(header: list[str] | None, ncols: int) -> list[str]:
     for col in range(ncols):
         name = header[col].strip().lower() if header else ""
         if not name:
-            name = "theme" if col == 0 and ncols >= 3 else ("area" if col == ncols - 2 else f"column{col + 1}")
+            name = (
+                "theme" if col == 0 and ncols >= 3 else ("area" if col == ncols - 2 else f"column{col + 1}")
+            )
         names.append(re.sub(r"\W+", "_", name).strip("_"))
     return names
 
@@ -294,10 +308,14 @@ def _block_labels(rows: list[_Row], fragments: dict[int, str]) -> list[str | Non
     for n in sorted(fragments):
         fragment = fragments[n]
         r = row_of.get(n, last_row)
-        joins = groups and last_line == n - 1 and (
-            fragment[0].islower()
-            or r == last_row  # one row has one label: a second fragment on it wraps the first
-            or groups[-1][-1].rsplit(None, 1)[-1].lower() in _CONNECTORS
+        joins = (
+            groups
+            and last_line == n - 1
+            and (
+                fragment[0].islower()
+                or r == last_row  # one row has one label: a second fragment on it wraps the first
+                or groups[-1][-1].rsplit(None, 1)[-1].lower() in _CONNECTORS
+            )
         )
         if joins:
             groups[-1].append(fragment)
@@ -325,7 +343,7 @@ def _join_label(parts: list[str]) -> str:
     for part in parts:
         part_words = _clean_label(part).split()
         # PDF text often repeats the last word of a wrapped label on the next line ("services Services").
-        if words and [w.lower() for w in words[-len(part_words):]] == [w.lower() for w in part_words]:
+        if words and [w.lower() for w in words[-len(part_words) :]] == [w.lower() for w in part_words]:
             continue
         words += part_words
     return " ".join(words)

@@ -104,7 +104,9 @@ def iter_loaded(paths: Iterable[Path]) -> Iterator[tuple[Path, list[Document] | 
 def decode_text(data: bytes, path: Path) -> str:
     """Decode text bytes as UTF-8, falling back to cp1252 then latin-1; refuse binary content."""
     if b"\x00" in data[:8192] or _control_ratio(data[:8192]) > 0.1:
-        raise DocumentError(path, "binary content in a text file; save it as plain text or use its real extension")
+        raise DocumentError(
+            path, "binary content in a text file; save it as plain text or use its real extension"
+        )
     for encoding in TEXT_ENCODINGS:
         try:
             return data.decode(encoding).lstrip("\ufeff")

@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,10 +31,13 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from assistant import __version__
-from assistant.chunking import Target, chunk_documents, targets_to_json
+from assistant.chunking import chunk_documents, targets_to_json
 from assistant.config import Settings
 from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
 from assistant.loaders import Skipped, file_sha256, find_files, load_file
+
+# langchain-community is sunset upstream (pinned in pyproject); its FAISS store is what we use.
+warnings.filterwarnings("ignore", message=".*langchain-community.*", category=DeprecationWarning)
 
 FORMAT = 1
 HNSW_M = 32
@@ -80,9 +84,11 @@ class Index:
     def embed_query(self, text: str) -> np.ndarray:
         return np.asarray(self.embeddings.embed_query(text), dtype="float32")
 
-    def search(self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def search(
+        self, vector: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> list[tuple[int, float]]:
         """Top-k (position, inner product); `allowed` (positions) filters before ranking, not after."""
-        import faiss
+        faiss = _faiss()
 
         if allowed is not None and len(allowed) == 0:
             return []
@@ -95,6 +101,13 @@ class Index:
                 params = faiss.SearchParameters(sel=selector)
         scores, ids = self.faiss_index.search(vector.reshape(1, -1), k, params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+
+def _faiss() -> Any:
+    """faiss, imported lazily and typed as Any (its bundled stubs miss the SWIG classes we use)."""
+    import faiss
+
+    return faiss
 
 
 def manifest_path(index_dir: Path) -> Path:
@@ -122,7 +135,9 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | No
         "chunk_overlap": settings.chunk_overlap,
         "format": FORMAT,
     }
-    diffs = [f"{k} {manifest.get(k)!r} (settings say {v!r})" for k, v in expected.items() if manifest.get(k) != v]
+    diffs = [
+        f"{k} {manifest.get(k)!r} (settings say {v!r})" for k, v in expected.items() if manifest.get(k) != v
+    ]
     if diffs:
         raise IndexMismatchError(
             f"The index in {settings.index_dir} was built with {', '.join(diffs)}; "
@@ -132,7 +147,7 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | No
 
 def load_index(settings: Settings, embeddings: Embeddings | None = None, model: str | None = None) -> Index:
     """Load the current build, after checking its manifest against the settings."""
-    import faiss
+    faiss = _faiss()
     from langchain_community.docstore.in_memory import InMemoryDocstore
     from langchain_community.vectorstores import FAISS
     from langchain_community.vectorstores.utils import DistanceStrategy
@@ -158,8 +173,8 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
     vectorstore = FAISS(
         embedding_function=embeddings,
         index=faiss_index,
-        docstore=InMemoryDocstore({c.id: c for c in chunks}),
-        index_to_docstore_id={i: c.id for i, c in enumerate(chunks)},
+        docstore=InMemoryDocstore({str(c.id): c for c in chunks}),
+        index_to_docstore_id={i: str(c.id) for i, c in enumerate(chunks)},
         distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
     )
     return Index(chunks, vectorstore, targets, manifest, embeddings)
@@ -167,7 +182,7 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
 
 def make_faiss_index(vectors: np.ndarray, exact_max: int) -> tuple[Any, str]:
     """Exact inner-product search up to `exact_max` vectors, HNSW above it (see docs/PERFORMANCE.md)."""
-    import faiss
+    faiss = _faiss()
 
     dim = vectors.shape[1]
     if len(vectors) <= exact_max:
@@ -200,7 +215,8 @@ def build_index(
     model = model or settings.embedding_model
     report = IngestReport()
     old = _previous(settings, model)
-    files = find_files(Path(p) for p in paths)
+    inputs = [Path(p) for p in paths]
+    files = find_files(inputs)
     chunks: list[Document] = []
     vectors: list[np.ndarray] = []
     targets: list[dict[str, Any]] = []
@@ -211,7 +227,9 @@ def build_index(
         if progress:
             progress(f"reading {path.name}", n, len(files))
         if path.name in seen_sources:
-            report.skipped.append(Skipped(path, "another file with the same name is already indexed; rename it"))
+            report.skipped.append(
+                Skipped(path, "a file with the same name is already indexed; rename one of them")
+            )
             continue
         try:
             sha = file_sha256(path) if path.is_file() and path.suffix else ""
@@ -236,7 +254,12 @@ def build_index(
             continue
         file_chunks, file_targets = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
         seen_sources.add(path.name)
-        file_meta[path.name] = {"sha256": sha, "pages": len(docs), "chunks": len(file_chunks), "path": str(path)}
+        file_meta[path.name] = {
+            "sha256": sha,
+            "pages": len(docs),
+            "chunks": len(file_chunks),
+            "path": str(path),
+        }
         report.pages += len(docs)
         targets += targets_to_json(file_targets)
         for chunk in file_chunks:
@@ -251,7 +274,9 @@ def build_index(
     report.removed_files = len(set(old.files) - set(file_meta)) if old else 0
     if not chunks:
         reasons = "; ".join(str(s) for s in report.skipped) or "no supported files found"
-        raise AssistantError(f"Nothing was indexed ({reasons}); add PDF, DOCX, TXT, MD or HTML files and retry.")
+        raise AssistantError(
+            f"Nothing was indexed ({reasons}); add PDF, DOCX, TXT, MD or HTML files and retry."
+        )
     if to_embed or old is None or report.removed_files or len(chunks) != len(old.chunks):
         if embeddings is None:
             from assistant.embeddings import load_embeddings
@@ -264,7 +289,9 @@ def build_index(
         slot = iter(fresh)
         vectors = [v if v.size else next(slot) for v in vectors]
         matrix = np.vstack(vectors).astype("float32")
-        report.index_type = _write_build(settings, model, chunks, matrix, targets, file_meta, fail_after_write)
+        report.index_type = _write_build(
+            settings, model, chunks, matrix, targets, file_meta, [str(p) for p in inputs], fail_after_write
+        )
     else:
         report.index_type = old.manifest.get("index_type", "")
     report.chunks = len(chunks)
@@ -312,8 +339,13 @@ def _previous(settings: Settings, model: str) -> _Previous | None:
     for i, c in enumerate(chunks):
         by_source.setdefault(c.metadata["source"], []).append(i)
     return _Previous(
-        manifest, manifest.get("files", {}), chunks, vectors, targets,
-        {c.metadata["chunk_id"]: i for i, c in enumerate(chunks)}, by_source,
+        manifest,
+        manifest.get("files", {}),
+        chunks,
+        vectors,
+        targets,
+        {c.metadata["chunk_id"]: i for i, c in enumerate(chunks)},
+        by_source,
     )
 
 
@@ -332,9 +364,10 @@ def _write_build(
     vectors: np.ndarray,
     targets: list[dict[str, Any]],
     files: dict[str, dict[str, Any]],
+    inputs: list[str],
     fail_after_write: Callable[[], None] | None,
 ) -> str:
-    import faiss
+    faiss = _faiss()
 
     index_dir = settings.index_dir
     build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
@@ -359,6 +392,7 @@ def _write_build(
         "index_type": kind,
         "count": len(chunks),
         "files": files,
+        "inputs": inputs,
         "package_version": __version__,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

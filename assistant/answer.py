@@ -1,0 +1,190 @@
+"""Answers and citations: the types, extractive composition and verification.
+
+An answer is built from quotes: each quote is an exact span of a retrieved chunk, cited as [n].
+`verify` enforces the promise to clinicians: a citation whose quote is not verbatim in its chunk is
+dropped, and a sentence of the answer holding a number that no cited quote holds is not shown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from langchain_core.documents import Document
+
+NOT_COVERED = "The planning documents don't cover this."
+CLINICAL = (
+    "I can't give individual clinical advice (doses, diagnoses or treatment for a patient). "
+    "Please use clinical guidance such as NICE, the BNF or your local formulary, and senior clinical advice."
+)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)")
+
+
+@dataclass
+class Citation:
+    """Where a claim comes from: document, page, section/area and the exact quoted words."""
+
+    n: int
+    source: str
+    title: str
+    page: int | None
+    section: str | None
+    quote: str
+    chunk_id: str
+    area: str | None = None
+
+
+@dataclass
+class Retrieved:
+    """One retrieved chunk with its fused score, for traces and evaluation."""
+
+    chunk_id: str
+    source: str
+    page: int | None
+    score: float
+    text: str
+
+
+@dataclass
+class Answer:
+    """The structured answer every client (CLI, app, eval) receives."""
+
+    question: str
+    text: str
+    refused: bool
+    citations: list[Citation] = field(default_factory=list)
+    retrieved: list[Retrieved] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of `nhs-assistant ask --json`."""
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "citations": [asdict(c) for c in self.citations],
+            "retrieved": [asdict(r) for r in self.retrieved],
+            "timings_ms": self.timings_ms,
+            "trace": self.trace,
+        }
+
+
+def numbers_in(text: str) -> set[str]:
+    """Numbers as digit strings, thousands separators dropped.
+
+    >>> sorted(numbers_in("76% within 4 hours; 26,000 roles"))
+    ['26000', '4', '76']
+    """
+    return {m.group(0).replace(",", "").rstrip(".") for m in _NUMBER.finditer(text)}
+
+
+def citation_for(n: int, chunk: Document, quote: str) -> Citation:
+    """A citation of `quote` inside `chunk`."""
+    meta = chunk.metadata
+    return Citation(
+        n=n,
+        source=str(meta.get("source")),
+        title=str(meta.get("title") or meta.get("source")),
+        page=meta.get("page"),
+        section=meta.get("area") or meta.get("section"),
+        quote=quote,
+        chunk_id=str(meta.get("chunk_id")),
+        area=meta.get("area"),
+    )
+
+
+def verify(text: str, citations: list[Citation], chunks: dict[str, Document]) -> tuple[str, list[Citation]]:
+    """Keep only citations whose quote is verbatim in their chunk, and only answer lines whose numbers
+    all occur in a kept quote that the line cites. Returns the checked text and citations."""
+    kept = [
+        c
+        for c in citations
+        if c.chunk_id in chunks and c.quote and c.quote in chunks[c.chunk_id].page_content
+    ]
+    by_n = {c.n: c for c in kept}
+    lines = []
+    for line in text.split("\n"):
+        cited = [int(n) for n in re.findall(r"\[(\d+)\]", line)]
+        quoted = set().union(*(numbers_in(by_n[n].quote) for n in cited if n in by_n)) if cited else set()
+        if any(n not in by_n for n in cited):
+            continue
+        claim = re.sub(r"\[\d+\]", "", line)
+        if numbers_in(claim) - quoted:
+            continue
+        lines.append(line)
+    used = {int(n) for line in lines for n in re.findall(r"\[(\d+)\]", line)}
+    return "\n".join(lines).strip(), [c for c in kept if c.n in used]
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences (or lines) of a chunk, as exact substrings of it."""
+    return [s.strip() for s in _SENTENCE.findall(text) if len(s.strip()) > 2]
+
+
+_QUESTION_STOP = set(
+    "what whats which who whom when where why how is are was were be been the a an of and or for to in on by "
+    "with at this that these those there it its we our us you your i do does did should would could can will "
+    "s me about tell give say says said".split()
+)
+
+
+def _terms(text: str) -> set[str]:
+    import Stemmer
+
+    words = [w for w in re.findall(r"[a-z0-9&%]+", text.lower()) if w not in _QUESTION_STOP and len(w) > 1]
+    return set(Stemmer.Stemmer("english").stemWords(words))
+
+
+def best_quotes(question: str, chunk: Document, most: int = 2) -> list[str]:
+    """The sentences of a prose chunk that best match the question (at most `most`, in text order)."""
+    body = chunk.page_content
+    section = chunk.metadata.get("section")
+    if section and body.startswith(f"{section}\n"):
+        body = body[len(section) + 1 :]
+    found = sentences(body) or [body.strip()]
+    wanted = _terms(question)
+    scores = [len(wanted & _terms(s)) for s in found]
+    ranked = sorted(range(len(found)), key=lambda i: (-scores[i], i))
+    chosen = [i for i in ranked[:most] if scores[i] > 0] or ranked[:1]
+    return [found[i] for i in sorted(chosen)]
+
+
+def compose(question: str, chunk: Document, target: dict[str, Any] | None) -> tuple[str, list[Citation]]:
+    """An extractive answer from one chunk: the target first (value, deadline, area), then the quote."""
+    if chunk.metadata.get("kind") == "row":
+        quote = target["objective"] if target else chunk.page_content.split(" — ")[-1].split("\nTheme:")[0]
+        lead = []
+        if target and target.get("values"):
+            lead.append("**Target:** " + ", ".join(target["values"]))
+        if target and target.get("deadline"):
+            lead.append(f"**Deadline:** {target['deadline']}")
+        if chunk.metadata.get("area"):
+            lead.append(f"**Area:** {chunk.metadata['area']}")
+        text = (" · ".join(lead) + " [1]\n" if lead else "") + f"“{quote}” [1]"
+    else:
+        quotes = best_quotes(question, chunk)
+        where = chunk.metadata.get("section") or chunk.metadata.get("title")
+        lines = [f"“{q}” [{n}]" for n, q in enumerate(quotes, start=1)]
+        if where and not numbers_in(str(where)):
+            lines.append(f"(from “{where}”)")
+        return "\n".join(lines), [citation_for(n, chunk, q) for n, q in enumerate(quotes, start=1)]
+    return text, [citation_for(1, chunk, quote)]
+
+
+def compose_list(heading: str, rows: list[tuple[dict[str, Any], Document]]) -> tuple[str, list[Citation]]:
+    """A list answer over register rows, one citation per row."""
+    lines = [heading]
+    citations = []
+    for n, (target, chunk) in enumerate(rows, start=1):
+        lines.append(f"- {target['objective']} [{n}]")
+        citations.append(citation_for(n, chunk, target["objective"]))
+    return "\n".join(lines), citations
+
+
+def refusal(reason: str, closest: list[str]) -> str:
+    """The "not in the documents" answer, naming the closest topics that were found."""
+    topics = "; ".join(dict.fromkeys(t for t in closest if t))
+    return f"{reason} The closest topics found: {topics}." if topics else reason

@@ -1,0 +1,212 @@
+"""The question-answering chain: `ask(question, history, filters, mode) -> Answer`.
+
+    from assistant.chain import ask
+    answer = ask("What is the A&E 4-hour target?")
+    print(answer.text); print(answer.citations[0].quote)
+
+Composition only: question rules (questions.py), hybrid retrieval (retrieval.py) and extractive
+answers with verified citations (answer.py), joined as LangChain Runnables. The index is loaded once
+per process; a Chain is safe to call from many threads (it holds no per-call state).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables import Runnable, RunnableLambda
+
+from assistant import answer as answers
+from assistant import questions
+from assistant.answer import Answer, Retrieved
+from assistant.config import MODES, Settings
+from assistant.errors import ConfigError, QuestionError
+from assistant.retrieval import Hit, HybridRetriever
+from assistant.store import Index, load_index
+
+
+class Chain:
+    """Loads the index lazily (once) and answers questions over it."""
+
+    def __init__(
+        self, settings: Settings | None = None, embeddings: Embeddings | None = None, model: str | None = None
+    ):
+        self.settings = settings or Settings.from_env()
+        self._embeddings = embeddings
+        self._model = model
+        self._lock = threading.Lock()
+        self._state: tuple[Index, HybridRetriever, dict[str, dict[str, Any]]] | None = None
+        self.runnable: Runnable[dict[str, Any], Answer] = (
+            RunnableLambda(self._prepare) | RunnableLambda(self._retrieve) | RunnableLambda(self._respond)
+        )
+
+    @property
+    def index(self) -> Index:
+        return self._loaded()[0]
+
+    def reload(self) -> None:
+        """Re-read the index (after an ingest) on the next call."""
+        with self._lock:
+            self._state = None
+
+    def _loaded(self) -> tuple[Index, HybridRetriever, dict[str, dict[str, Any]]]:
+        state = self._state
+        if state is None:
+            with self._lock:
+                if self._state is None:
+                    index = load_index(self.settings, self._embeddings, self._model)
+                    retriever = HybridRetriever.from_index(index, k=self.settings.k)
+                    self._state = (index, retriever, {t["chunk_id"]: t for t in index.targets})
+                state = self._state
+        return state
+
+    def ask(
+        self,
+        question: str,
+        history: list[dict[str, str]] | None = None,
+        filters: dict[str, list[str]] | None = None,
+        mode: str = "extractive",
+        k: int | None = None,
+    ) -> Answer:
+        """Answer `question`; `history` is the chat so far ({"role", "content"} dicts)."""
+        return self.runnable.invoke(
+            {"question": question, "history": history, "filters": filters, "mode": mode, "k": k}
+        )
+
+    # --- steps ------------------------------------------------------------------------------------
+
+    def _prepare(self, state: dict[str, Any]) -> dict[str, Any]:
+        question = " ".join(str(state["question"] or "").split())
+        if not question:
+            raise QuestionError("The question is empty; type a question about the planning documents.")
+        if state["mode"] not in MODES:
+            raise ConfigError(f"mode ({state['mode']!r}) must be one of {', '.join(MODES)}.")
+        if state["mode"] == "generative":
+            raise ConfigError(
+                "Generative mode is not available in this build; use --mode extractive (the default)."
+            )
+        notices = []
+        limit = self.settings.max_question_chars
+        if len(question) > limit:
+            question = question[:limit]
+            notices.append(f"The question was cut to its first {limit} characters.")
+        started = time.perf_counter()
+        rewritten = questions.rewrite_follow_up(question, state["history"])
+        return {**state, "question": question, "query": rewritten, "notices": notices, "started": started}
+
+    def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
+        index, retriever, _ = self._loaded()
+        t0 = time.perf_counter()
+        hits = retriever.search(state["query"], state["k"] or self.settings.k, state["filters"])
+        return {**state, "hits": hits, "retrieve_ms": (time.perf_counter() - t0) * 1000}
+
+    def _respond(self, state: dict[str, Any]) -> Answer:
+        index, _, by_chunk = self._loaded()
+        t0 = time.perf_counter()
+        question, hits = state["question"], state["hits"]
+        chunks = {h.chunk.metadata["chunk_id"]: h.chunk for h in hits}
+        trace: dict[str, Any] = {"query": state["query"], "mode": state["mode"], "notices": state["notices"]}
+        refused = False
+        citations: list[answers.Citation] = []
+        listing = questions.list_query(
+            question, sorted({str(t["area"]) for t in index.targets if t.get("area")})
+        )
+        if questions.is_clinical(question):
+            text, refused, trace["route"] = answers.CLINICAL, True, "clinical"
+        elif listing and (rows := questions.select_targets(listing, index.targets)):
+            by_id = {c.metadata["chunk_id"]: c for c in index.chunks}
+            pairs = [(t, by_id[t["chunk_id"]]) for t in rows if t["chunk_id"] in by_id]
+            label = " and ".join(listing.areas) or "all areas"
+            due = f" due by {listing.deadline}" if listing.deadline else ""
+            text, citations = answers.compose_list(f"Objectives for {label}{due}:", pairs)
+            chunks.update({c.metadata["chunk_id"]: c for _, c in pairs})
+            hits = [Hit(c, -1, 1.0, 1.0, 0.0) for _, c in pairs] + hits
+            trace["route"] = "targets register"
+        else:
+            text, refused, citations, trace["route"] = self._extract(question, state["query"], hits, by_chunk)
+            if citations:  # the chunk the answer stands on ranks first (second-stage re-ranking)
+                first = citations[0].chunk_id
+                hits = sorted(hits, key=lambda h: h.chunk.metadata["chunk_id"] != first)
+        if citations:
+            text, citations = answers.verify(text, citations, chunks)
+            if not citations:
+                text, refused = answers.NOT_COVERED, True
+        elapsed = time.perf_counter() - state["started"]
+        return Answer(
+            question=question,
+            text=text,
+            refused=refused,
+            citations=citations,
+            retrieved=[
+                Retrieved(
+                    h.chunk.metadata["chunk_id"],
+                    str(h.chunk.metadata["source"]),
+                    h.chunk.metadata["page"],
+                    round(h.dense, 4),
+                    h.chunk.page_content,
+                )
+                for h in hits
+            ],
+            timings_ms={
+                "retrieve": round(state["retrieve_ms"], 2),
+                "answer": round((time.perf_counter() - t0) * 1000, 2),
+                "total": round(elapsed * 1000, 2),
+            },
+            trace=trace,
+        )
+
+    def _extract(
+        self, question: str, query: str, hits: list[Hit], by_chunk: dict[str, dict[str, Any]]
+    ) -> tuple[str, bool, list[answers.Citation], str]:
+        closest = [
+            str(
+                h.chunk.metadata.get("area")
+                or h.chunk.metadata.get("section")
+                or h.chunk.metadata.get("title")
+            )
+            for h in hits[:3]
+        ]
+        if not hits or hits[0].dense < self.settings.refusal_threshold:
+            return answers.refusal(answers.NOT_COVERED, closest), True, [], "weak evidence"
+        # Second stage: the first of the top hits that holds every figure the question pins down.
+        wanted = questions.specifics(query)
+        covering = [h for h in hits[:3] if not wanted - questions.specifics(_evidence_text(h.chunk))]
+        if not covering:
+            missing = wanted - questions.specifics(_evidence_text(hits[0].chunk))
+            reason = f"The planning documents don't state this for {', '.join(sorted(missing))}."
+            return answers.refusal(reason, closest), True, [], "figure not in evidence"
+        top = covering[0].chunk
+        text, citations = answers.compose(query, top, by_chunk.get(top.metadata["chunk_id"]))
+        return text, False, citations, "extractive"
+
+
+def _evidence_text(chunk: Any) -> str:
+    meta = chunk.metadata
+    return " ".join(
+        str(x) for x in (chunk.page_content, meta.get("title"), meta.get("section"), meta.get("source"))
+    )
+
+
+_default: Chain | None = None
+_default_lock = threading.Lock()
+
+
+def get_chain() -> Chain:
+    """The process-wide chain over ASSISTANT_INDEX_DIR, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Chain()
+        return _default
+
+
+def ask(
+    question: str,
+    history: list[dict[str, str]] | None = None,
+    filters: dict[str, list[str]] | None = None,
+    mode: str = "extractive",
+) -> Answer:
+    """Answer a question with the process-wide chain (see Chain.ask)."""
+    return get_chain().ask(question, history, filters, mode)

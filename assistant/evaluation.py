@@ -1,0 +1,177 @@
+"""Evaluation over a QA file: load and validate it, ask every question, score, and write a report.
+
+items = load_qa(Path("eval/qa/objectives.jsonl"))
+report = evaluate(items, ask, baseline=NaiveBaseline(docs, embedder).ask, out_dir=Path("eval/out"))
+print(report["metrics"]["hit@5"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from assistant.answer import Answer
+from assistant.errors import QAFileError
+from assistant.metrics import aggregate, score
+
+REQUIRED = ("id", "question", "reference", "facts", "evidence", "sources", "answerable", "tags")
+OPTIONAL = ("pages",)
+_NEEDS = "every line needs " + ", ".join(REQUIRED)
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One question of a QA file, with what a right answer holds and where it is found."""
+
+    id: str
+    question: str
+    reference: str
+    facts: list[str]
+    evidence: list[str]
+    sources: list[str]
+    answerable: bool
+    tags: list[str]
+    pages: list[int] | None = None
+
+
+def load_qa(path: Path) -> list[QAItem]:
+    """Read a QA JSONL file, validating every line first; raise QAFileError naming the first bad line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise QAFileError(
+            f"{path.name}: file not found at {path}; pass the path of a QA .jsonl file."
+        ) from None
+    except UnicodeDecodeError:
+        raise QAFileError(f"{path.name}: not UTF-8 text; save the QA file as UTF-8.") from None
+    items: list[QAItem] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        item = _parse_line(line, f"{path.name} line {number}")
+        if item.id in first_line:
+            raise QAFileError(
+                f"{path.name} line {number}: duplicate id {item.id!r} (first on line {first_line[item.id]}); "
+                "give every question its own id."
+            )
+        first_line[item.id] = number
+        items.append(item)
+    if not items:
+        raise QAFileError(f"{path.name} line 1: the file has no questions; {_NEEDS}.")
+    return items
+
+
+def evaluate(
+    items: list[QAItem],
+    ask: Callable[[str], Answer],
+    baseline: Callable[[str], Answer] | None = None,
+    out_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    qa_file: str | None = None,
+) -> dict[str, Any]:
+    """Ask every question (and the baseline's), score them and, given out_dir, write the report there."""
+    results: list[dict[str, Any]] = []
+    ours: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    for done, item in enumerate(items, start=1):
+        answer = ask(item.question)
+        row: dict[str, Any] = {"id": item.id, "question": item.question, "tags": item.tags}
+        row |= {"answerable": item.answerable} | _result(answer, item)
+        ours.append(row["metrics"])
+        if baseline is not None:
+            row["baseline"] = _result(baseline(item.question), item)
+            theirs.append(row["baseline"]["metrics"])
+        results.append(row)
+        if progress is not None:
+            progress(done, len(items))
+    tags = sorted({tag for item in items for tag in item.tags})
+    report: dict[str, Any] = {
+        "metrics": aggregate(ours),
+        "baseline": aggregate(theirs) if baseline is not None else None,
+        "per_tag": {
+            tag: aggregate([s for s, item in zip(ours, items, strict=True) if tag in item.tags])
+            for tag in tags
+        },
+        "n": len(items),
+    }
+    if out_dir is not None:
+        run = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "qa_file": qa_file}
+        _write_outputs(report | {"run": run}, results, Path(out_dir))
+    return report
+
+
+def _parse_line(line: str, where: str) -> QAItem:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise QAFileError(f"{where}: not valid JSON ({err.msg} at column {err.colno}); {_NEEDS}.") from None
+    if not isinstance(data, dict):
+        raise QAFileError(f"{where}: expected a JSON object, got {type(data).__name__}; {_NEEDS}.")
+    for name in REQUIRED:
+        if name not in data:
+            raise QAFileError(f"{where}: missing field {name!r}; {_NEEDS}.")
+    unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        # A typo such as "page" would otherwise drop a metric silently.
+        raise QAFileError(f"{where}: unknown field {unknown[0]!r}; {_NEEDS}, and may give pages.")
+    for name in ("id", "question", "reference"):
+        if not isinstance(data[name], str) or (name != "reference" and not data[name].strip()):
+            raise QAFileError(f"{where}: field {name!r} must be a non-empty string, got {data[name]!r}.")
+    for name in ("facts", "evidence", "sources", "tags"):
+        if not isinstance(data[name], list) or not all(isinstance(v, str) for v in data[name]):
+            raise QAFileError(f"{where}: field {name!r} must be a list of strings, got {data[name]!r}.")
+    if not isinstance(data["answerable"], bool):
+        raise QAFileError(f"{where}: field 'answerable' must be true or false, got {data['answerable']!r}.")
+    pages = data.get("pages")
+    if pages is not None and (
+        not isinstance(pages, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in pages)
+    ):
+        raise QAFileError(f"{where}: field 'pages' must be a list of page numbers, got {pages!r}.")
+    return QAItem(**{name: data[name] for name in REQUIRED}, pages=pages)
+
+
+def _result(answer: Answer, item: QAItem) -> dict[str, Any]:
+    metrics = score(
+        answer, answerable=item.answerable, facts=item.facts, evidence=item.evidence, pages=item.pages
+    )
+    return {
+        "refused": answer.refused,
+        "answer": answer.text,
+        "retrieved": [r.chunk_id for r in answer.retrieved],
+        "citations": [asdict(c) for c in answer.citations],
+        "metrics": metrics,
+        "timings_ms": answer.timings_ms,
+    }
+
+
+def _write_outputs(report: dict[str, Any], results: list[dict[str, Any]], out_dir: Path) -> None:
+    """Write report.json, results.jsonl and report.html in a temporary sibling folder, then move them in."""
+    from assistant.report import write_html
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the report folder is meant to be shared
+    try:
+        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        with (staging / "results.jsonl").open("w", encoding="utf-8") as fh:
+            for row in results:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_html(report, results, staging / "report.html")
+        if not out_dir.exists():
+            staging.rename(out_dir)
+            return
+        # An existing folder may hold other files of the user's: replace only our three, each atomically.
+        for name in ("report.json", "results.jsonl", "report.html"):
+            os.replace(staging / name, out_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,140 @@
+"""What a question asks: clinical advice, a list over the targets register, a follow-up, its specifics.
+
+Rules written by hand: they are a few regular expressions over the question, not a model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from assistant.retrieval import GLOSSARY
+
+_CLINICAL = [
+    r"\b(?:dose|doses|dosage|dosing|mg|mcg|micrograms?|milligrams?)\b",
+    r"\b(?:my|this|a) patient(?:'s)?\b(?! experience)",
+    r"\b(?:should|can|do|shall) (?:i|we) (?:give|prescribe|start|stop|treat|increase|reduce|refer)\b",
+    r"\bfirst[- ]line (?:drug|treatment|medication|therapy|antibiotic)\b",
+    r"\b\d+[- ](?:year|month|week)[- ]old\b",
+    r"\b(?:diagnose|treat|prescribe for)\s+(?:him|her|them|me)\b",
+]
+_FOLLOW_UP = re.compile(
+    r"^(?:and|but|so|also|what about|how about|and what|by when|when)\b|\b(?:it|that|this|they|those|these|its)\b",
+    re.I,
+)
+_LIST = re.compile(
+    r"\b(?:which|what|list|show|all)\b.*\b(?:objectives|targets|priorities|ambitions)\b"
+    r"|\b(?:objectives|targets)\b.*\b(?:are|due)\b",
+    re.I,
+)
+_NOT_LIST = re.compile(r"\b(?:which|what|under which) (?:area|heading|section|theme)\b", re.I)
+_WORD_NUMBERS = {
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+}
+_MONTH_YEAR = re.compile(
+    r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\s+(\d{4})\b",
+    re.I,
+)
+_STOP = set(
+    "the a an of and or for to in on by with with at is are be objective objectives target targets".split()
+)
+
+
+def is_clinical(question: str) -> bool:
+    """Whether the question asks for individual clinical advice (doses, a patient's diagnosis).
+
+    >>> is_clinical("What dose of amoxicillin should I give a 5-year-old?")
+    True
+    >>> is_clinical("What dementia diagnosis rate should we recover to?")
+    False
+    """
+    return any(re.search(p, question, re.I) for p in _CLINICAL)
+
+
+def rewrite_follow_up(question: str, history: list[dict[str, str]] | None) -> str:
+    """Attach the previous question's topic to a follow-up ("and by when?") so retrieval finds it.
+
+    >>> rewrite_follow_up("and by when?", [{"role": "user", "content": "What is the A&E 4-hour target?"}])
+    'What is the A&E 4-hour target? and by when?'
+    """
+    previous = [t["content"] for t in history or [] if t.get("role") == "user" and t.get("content")]
+    if not previous:
+        return question
+    words = re.findall(r"\w+", question)
+    if len(words) <= 5 or _FOLLOW_UP.search(question):
+        return f"{previous[-1]} {question}"
+    return question
+
+
+def specifics(text: str) -> set[str]:
+    """Numbers a question pins down (digits; number words and years included), for the coverage check.
+
+    >>> sorted(specifics("the 6-week wait for 2025/26"))
+    ['2025', '26', '6']
+    >>> sorted(specifics("six weeks"))
+    ['6']
+    """
+    lowered = text.lower()
+    for word, digit in _WORD_NUMBERS.items():
+        lowered = re.sub(rf"\b{word}\b", digit, lowered)
+    return {n.replace(",", "") for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lowered)}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """A question over the targets register: rows of these areas and/or with this deadline."""
+
+    areas: tuple[str, ...]
+    deadline: str | None
+
+
+def list_query(question: str, areas: list[str]) -> ListQuery | None:
+    """Recognise "which mental health objectives...", "objectives due by March 2024" and similar.
+
+    >>> list_query("Which mental health objectives are there?", ["Mental health", "Cancer"])
+    ListQuery(areas=('Mental health',), deadline=None)
+    """
+    if not _LIST.search(question) or _NOT_LIST.search(question):
+        return None
+    words = set(_words(question))
+    for word in list(words):
+        if word in GLOSSARY:
+            words |= set(_words(GLOSSARY[word]))
+    matched = []
+    for area in areas:
+        area_words = [w for w in _words(area) if w not in _STOP]
+        if area_words and sum(w in words for w in area_words) / len(area_words) >= 0.6:
+            matched.append(area)
+    # a more specific area wins: "urgent and emergency care" is not also "primary care"
+    matched = [a for a in matched if not any(a != b and set(_words(a)) < set(_words(b)) for b in matched)]
+    month = _MONTH_YEAR.search(question)
+    deadline = f"{month.group(1).capitalize()} {month.group(2)}" if month else None
+    if not matched and not deadline:
+        return None
+    return ListQuery(tuple(matched), deadline)
+
+
+def select_targets(query: ListQuery, targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Register rows that match a list query."""
+    rows = targets
+    if query.areas:
+        rows = [t for t in rows if t.get("area") in query.areas]
+    if query.deadline:
+        rows = [t for t in rows if (t.get("deadline") or "").lower() == query.deadline.lower()]
+    return rows
+
+
+def _words(text: str) -> list[str]:
+    return [w.rstrip("s") if len(w) > 3 else w for w in re.findall(r"[a-z0-9&]+", text.lower())]

@@ -1,0 +1,199 @@
+"""Hybrid retrieval: dense (FAISS) and BM25 (bm25s), fused by LangChain's weighted reciprocal rank fusion.
+
+Filters (source, area, theme) are applied before ranking on both sides - FAISS with an ID selector,
+BM25 with a weight mask - so a selective filter still returns k results.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from assistant.store import Index
+
+# Standard NHS abbreviations, expanded in queries so that "UCR" or "cat 2" meet the documents' words.
+# A domain glossary, not answers: it only adds words to the query.
+GLOSSARY = {
+    "a&e": "accident and emergency A&E",
+    "ed": "emergency department A&E",
+    "uec": "urgent and emergency care",
+    "ucr": "urgent community response",
+    "cat": "category",
+    "g&a": "general and acute",
+    "fds": "faster diagnosis standard",
+    "arrs": "additional roles reimbursement scheme",
+    "cyp": "children and young people",
+    "iapt": "IAPT talking therapies",
+    "ld": "learning disability",
+    "ddr": "dementia diagnosis rate",
+    "udas": "units of dental activity",
+    "uda": "units of dental activity",
+    "cvd": "cardiovascular disease CVD",
+    "gp": "general practice GP",
+    "icb": "integrated care board",
+    "icbs": "integrated care boards",
+    "ics": "integrated care system",
+    "icss": "integrated care systems",
+    "rtt": "referral to treatment",
+    "mh": "mental health",
+}
+_TOKEN = r"(?u)\b\w+(?:&\w+)*\b"
+FILTER_KEYS = ("source", "area", "theme")
+
+
+def expand_query(query: str) -> str:
+    """The query with glossary expansions appended.
+
+    >>> expand_query("What's the UCR standard?")
+    "What's the UCR standard? urgent community response"
+    """
+    words = {w.lower() for w in re.findall(_TOKEN, query)}
+    extra = [GLOSSARY[w] for w in GLOSSARY if w in words]
+    return f"{query} {' '.join(extra)}" if extra else query
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A fused result: the chunk, its position in the index, and the scores behind its rank."""
+
+    chunk: Document
+    position: int
+    fused: float
+    dense: float
+    bm25: float
+
+
+class _Tokenizer:
+    """bm25s tokenisation with an English stemmer, keeping "A&E" and "G&A" as one token."""
+
+    def __init__(self) -> None:
+        import Stemmer
+
+        self.stemmer = Stemmer.Stemmer("english")
+
+    def __call__(self, texts: Sequence[str]) -> Any:
+        import bm25s
+
+        return bm25s.tokenize(
+            list(texts), token_pattern=_TOKEN, stopwords="en", stemmer=self.stemmer, show_progress=False
+        )
+
+
+class Sparse:
+    """BM25 over the chunks' text (bm25s: sparse matrices, fast at a million chunks)."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        import bm25s
+
+        self.tokenize = _Tokenizer()
+        self.model = bm25s.BM25()
+        self.model.index(self.tokenize(texts), show_progress=False)
+        self.size = len(texts)
+
+    def search(self, query: str, k: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
+        tokens = self.tokenize([query])
+        if not any(tokens.ids[0] if hasattr(tokens, "ids") else tokens[0]):
+            return []
+        k = min(k, self.size if mask is None else int(mask.sum()))
+        if k <= 0:
+            return []
+        ids, scores = self.model.retrieve(
+            tokens,
+            k=k,
+            show_progress=False,
+            n_threads=0,
+            weight_mask=None if mask is None else mask.astype("float32"),
+        )
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
+
+
+class HybridRetriever(BaseRetriever):
+    """Dense + BM25 with pre-ranking filters, fused by EnsembleRetriever's weighted RRF."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: Index
+    sparse: Sparse
+    k: int = 5
+    fetch_k: int = 40
+    weights: tuple[float, float] = (0.5, 0.5)
+    fusion: Any = None
+    columns: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_index(cls, index: Index, k: int = 5, **kwargs: Any) -> HybridRetriever:
+        from langchain_classic.retrievers import EnsembleRetriever
+
+        sparse = Sparse([c.page_content for c in index.chunks])
+        columns = {
+            key: np.array([str(c.metadata.get(key)) for c in index.chunks], dtype=object)
+            for key in FILTER_KEYS
+        }
+        retriever = cls(index=index, sparse=sparse, k=k, columns=columns, **kwargs)
+        # Only its weighted_reciprocal_rank is used: our two sides take filters, which EnsembleRetriever
+        # does not pass on to its retrievers.
+        retriever.fusion = EnsembleRetriever.model_construct(
+            retrievers=[], weights=list(retriever.weights), c=60, id_key="chunk_id"
+        )
+        return retriever
+
+    def allowed(self, filters: Mapping[str, Sequence[str]] | None) -> np.ndarray | None:
+        """Positions of the chunks that pass `filters` ({"source": [...], "area": [...], "theme": [...]})."""
+        if not filters:
+            return None
+        mask = np.ones(len(self.index.chunks), dtype=bool)
+        for key, values in filters.items():
+            if values:
+                mask &= np.isin(self.columns[key], [str(v) for v in values])
+        return mask
+
+    def search(
+        self, query: str, k: int | None = None, filters: Mapping[str, Sequence[str]] | None = None
+    ) -> list[Hit]:
+        """Fused top-k hits for `query`."""
+        k = k or self.k
+        mask = self.allowed(filters)
+        expanded = expand_query(query)
+        allowed = None if mask is None else np.flatnonzero(mask)
+        vector = self.index.embed_query(expanded)
+        dense = self.index.search(vector, self.fetch_k, allowed)
+        sparse = self.sparse.search(expanded, self.fetch_k, mask)
+        dense_score = dict(dense)
+        sparse_score = dict(sparse)
+        lists = [[self._doc(i) for i, _ in dense], [self._doc(i) for i, _ in sparse]]
+        fused = self.fusion.weighted_reciprocal_rank(lists)
+        position = {
+            c.metadata["chunk_id"]: i for i, c in ((i, self.index.chunks[i]) for i, _ in dense + sparse)
+        }
+        hits = []
+        for rank, doc in enumerate(fused[:k]):
+            i = position[doc.metadata["chunk_id"]]
+            hits.append(
+                Hit(
+                    doc,
+                    i,
+                    1.0 / (rank + 1),
+                    dense_score.get(i, self._cosine(vector, i)),
+                    sparse_score.get(i, 0.0),
+                )
+            )
+        return hits
+
+    def _doc(self, position: int) -> Document:
+        return self.index.chunks[position]
+
+    def _cosine(self, vector: np.ndarray, position: int) -> float:
+        return float(np.dot(self.index.faiss_index.reconstruct(position), vector))
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        return [h.chunk for h in self.search(query, kwargs.get("k"), kwargs.get("filters"))]

@@ -1,0 +1,45 @@
+"""Shared fixtures: one real index built from corpus/ per test session (the app and e2e tests use it)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def corpus_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding `corpus/` (a copy of the real corpus) and `index/` built from it with the real model.
+
+    Read-only for its users: tests take their own copy through `index_env`.
+    """
+    from assistant.config import Settings
+    from assistant.store import build_index
+
+    base = tmp_path_factory.mktemp("corpus-index")
+    shutil.copytree(ROOT / "corpus", base / "corpus")
+    settings = Settings(index_dir=base / "index", corpus_dir=base / "corpus")
+    build_index([settings.corpus_dir], settings)
+    return base
+
+
+@pytest.fixture(scope="session")
+def index_env(
+    corpus_index: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], dict[str, str]]:
+    """A factory: a fresh copy of `corpus_index`, returned as the ASSISTANT_* variables that point at it."""
+
+    def make(name: str) -> dict[str, str]:
+        dest = tmp_path_factory.mktemp(name) / "data"
+        shutil.copytree(corpus_index, dest)
+        return {
+            "ASSISTANT_INDEX_DIR": str(dest / "index"),
+            "ASSISTANT_CORPUS_DIR": str(dest / "corpus"),
+            "ASSISTANT_FEEDBACK_DB": str(dest / "feedback.sqlite3"),
+        }
+
+    return make

@@ -1,0 +1,104 @@
+"""ask(): verified citations, refusal, follow-ups, lists, filters and threads, on the real model."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from langchain_core.documents import Document
+
+from assistant.answer import Citation, verify
+from assistant.chain import Chain
+from assistant.config import Settings
+from assistant.errors import QuestionError
+
+
+def test_fabricated_quote_is_rejected() -> None:
+    chunk = Document(page_content="Reduce bed occupancy to 92% or below", metadata={"chunk_id": "c1"})
+    fake = Citation(1, "s", "t", None, None, "Reduce bed occupancy to 85% or below", "c1")
+    text, kept = verify("Bed occupancy to 85% [1]", [fake], {"c1": chunk})
+    assert kept == [] and text == ""
+
+
+def test_number_not_in_any_quote_is_not_shown() -> None:
+    chunk = Document(page_content="Reduce bed occupancy to 92% or below", metadata={"chunk_id": "c1"})
+    real = Citation(1, "s", "t", None, None, "Reduce bed occupancy to 92% or below", "c1")
+    text, kept = verify("Target 92% [1]\nAlso 10% of beds [1]", [real], {"c1": chunk})
+    assert text == "Target 92% [1]" and kept == [real]
+
+
+@pytest.fixture(scope="module")
+def chain(corpus_index: Path) -> Chain:
+    return Chain(Settings(index_dir=corpus_index / "index"))
+
+
+@pytest.mark.slow
+def test_a_and_e_answer_leads_with_the_target_and_cites_the_row(chain: Chain) -> None:
+    answer = chain.ask("What's the 4-hour A&E standard this year?")
+    assert not answer.refused
+    assert "76%" in answer.text and "March 2024" in answer.text
+    citation = answer.citations[0]
+    assert (
+        citation.source == "nhs-national-objectives-2023-24.txt"
+        and citation.area == "Urgent and emergency care"
+    )
+    assert "no less than 76% of patients are seen within 4 hours" in citation.quote
+    assert answer.retrieved[0].chunk_id == citation.chunk_id
+
+
+@pytest.mark.slow
+def test_follow_up_retrieves_the_previous_topic(chain: Chain) -> None:
+    history = [
+        {"role": "user", "content": "What is the A&E 4-hour target?"},
+        {"role": "assistant", "content": "76%"},
+    ]
+    answer = chain.ask("and by when?", history=history)
+    assert "March 2024" in answer.text
+    assert answer.trace["query"].startswith("What is the A&E 4-hour target?")
+
+
+@pytest.mark.slow
+def test_refuses_what_the_documents_do_not_say(chain: Chain) -> None:
+    assert chain.ask("What's the capital of France?").refused
+    assert chain.ask("What is the A&E 4-hour target for 2025/26?").refused
+    dosing = chain.ask("What dose of amoxicillin should I give a 5-year-old?")
+    assert dosing.refused and "clinical" in dosing.text.lower()
+
+
+@pytest.mark.slow
+def test_list_question_cites_every_row(chain: Chain) -> None:
+    answer = chain.ask("Which mental health objectives are there?")
+    assert len(answer.citations) == 6
+    assert "66.7%" in answer.text and "345,000" in answer.text
+
+
+@pytest.mark.slow
+def test_filters_restrict_retrieval_and_still_return_k(chain: Chain) -> None:
+    answer = chain.ask("What are the priorities?", filters={"area": ["Cancer"]}, k=3)
+    assert len(answer.retrieved) == 3
+    assert {r.source for r in answer.retrieved} == {"nhs-national-objectives-2023-24.txt"}
+    plan = chain.ask("beds", filters={"source": ["nhs-business-plan-2023-24-breakdown.txt"]})
+    assert {r.source for r in plan.retrieved} == {"nhs-business-plan-2023-24-breakdown.txt"}
+
+
+@pytest.mark.slow
+def test_empty_and_over_long_questions(chain: Chain) -> None:
+    with pytest.raises(QuestionError, match="empty"):
+        chain.ask("   ")
+    answer = chain.ask("What is the dementia diagnosis rate objective? " * 100)
+    assert answer.trace["notices"] and "cut" in answer.trace["notices"][0]
+
+
+@pytest.mark.slow
+def test_twenty_threads_get_the_serial_answers(chain: Chain) -> None:
+    questions = [
+        "What is the A&E 4-hour target?",
+        "What's the ARRS recruitment target?",
+        "What dementia diagnosis rate?",
+        "What's the capital of France?",
+    ] * 5
+    serial = [chain.ask(q).to_dict()["answer"] for q in questions]
+    with ThreadPoolExecutor(20) as pool:
+        parallel = [a.to_dict()["answer"] for a in pool.map(chain.ask, questions)]
+    assert parallel == serial

@@ -1,0 +1,99 @@
+"""Loaders on real fixture files: pages, titles, encodings, and one clear reason per bad file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import DocumentError
+from assistant.loaders import load_corpus, load_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_pdf_gives_one_document_per_page_with_1_based_page_numbers() -> None:
+    docs = load_file(FIXTURES / "real-3-pages.pdf")
+    expected = json.loads((FIXTURES / "real-3-pages.expected.json").read_text())
+    assert [d.metadata["page"] for d in docs] == [1, 2, 3]
+    for doc in docs:
+        assert expected[str(doc.metadata["page"])] in doc.page_content
+        assert doc.metadata["source"] == "real-3-pages.pdf"
+        assert len(doc.metadata["sha256"]) == 64
+        assert doc.metadata["title"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("truncated.pdf", "corrupt or truncated PDF"),
+        ("encrypted-password.pdf", "encrypted PDF with a password"),
+        ("image-only.pdf", "no text layer"),
+        ("empty.txt", "empty file"),
+        ("empty.pdf", "empty file"),
+        ("binary-named.txt", "binary content"),
+        ("unsupported.xyz", "unsupported file type .xyz"),
+    ],
+)
+def test_bad_file_raises_one_reason_naming_the_file(name: str, reason: str) -> None:
+    with pytest.raises(DocumentError) as caught:
+        load_file(FIXTURES / name)
+    assert reason in str(caught.value)
+    assert str(caught.value).startswith(name)
+
+
+def test_pdf_encrypted_with_empty_password_is_read() -> None:
+    docs = load_file(FIXTURES / "encrypted-empty-password.pdf")
+    assert len(docs) == 3 and docs[0].page_content.strip()
+
+
+@pytest.mark.parametrize(("name", "text"), [("cp1252-notes.txt", "£"), ("latin1-notes.txt", "ü")])
+def test_non_utf8_text_is_decoded_not_dropped(name: str, text: str) -> None:
+    (doc,) = load_file(FIXTURES / name)
+    assert text in doc.page_content
+    assert doc.metadata["page"] is None
+
+
+def test_cp1252_smart_quotes_survive() -> None:
+    (doc,) = load_file(FIXTURES / "cp1252-notes.txt")
+    assert "–" in doc.page_content or "“" in doc.page_content
+
+
+def test_deeply_nested_html_keeps_text_and_drops_script_and_style() -> None:
+    (doc,) = load_file(FIXTURES / "nested.html")
+    assert "1,234 patients" in doc.page_content
+    assert "SCRIPT_SHOULD_NOT_APPEAR" not in doc.page_content
+    assert "STYLE_SHOULD_NOT_APPEAR" not in doc.page_content
+    assert doc.metadata["title"]
+
+
+def test_docx_table_rows_become_tab_separated_lines() -> None:
+    (doc,) = load_file(FIXTURES / "tables.docx")
+    assert "Stroke care\tIncrease thrombolysis rates to 20% by March 2025" in doc.page_content
+
+
+def test_markdown_title_is_first_heading() -> None:
+    (doc,) = load_file(FIXTURES / "notes.md")
+    assert doc.metadata["title"] == "Heading"
+
+
+def test_awkward_file_names_load() -> None:
+    for name, number in [("plan with spaces.txt", "4,317"), ("plan, with commas.txt", "2,648")]:
+        (doc,) = load_file(FIXTURES / name)
+        assert number in doc.page_content and doc.metadata["source"] == name
+    (doc,) = [d for d in load_corpus([FIXTURES])[0] if "8,913" in d.page_content]
+    assert doc.metadata["source"].startswith("pl")
+
+
+def test_load_corpus_skips_bad_files_and_keeps_the_rest() -> None:
+    docs, skipped = load_corpus([FIXTURES])
+    skipped_names = {s.path.name for s in skipped}
+    assert {
+        "truncated.pdf",
+        "image-only.pdf",
+        "empty.txt",
+        "binary-named.txt",
+        "unsupported.xyz",
+    } <= skipped_names
+    assert {"real-3-pages.pdf", "tables.docx", "cp1252-notes.txt"} <= {d.metadata["source"] for d in docs}

@@ -1,0 +1,152 @@
+"""The index on disk: self-describing, incremental, atomic, no pickle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
+
+from assistant.config import Settings
+from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
+from assistant.store import build_index, load_index
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+FAKE = "fake-64"
+
+
+class CountingEmbedding(DeterministicFakeEmbedding):
+    """A real Embeddings implementation that counts what it embeds."""
+
+    embedded: int = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.embedded += len(texts)
+        return super().embed_documents(texts)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    shutil.copytree(ROOT / "corpus", folder)
+    return folder
+
+
+def _build(corpus: Path, settings: Settings, embed: CountingEmbedding | None = None):  # noqa: ANN202
+    return build_index([corpus], settings, embeddings=embed or CountingEmbedding(size=64), model=FAKE)
+
+
+def test_index_folder_describes_itself_and_holds_the_register(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    report = _build(corpus, settings)
+    manifest = json.loads((settings.index_dir / "manifest.json").read_text())
+    assert manifest["embedding_model"] == FAKE and manifest["dimension"] == 64
+    assert manifest["chunk_size"] == settings.chunk_size and manifest["built_at"]
+    assert set(manifest["files"]) == {p.name for p in corpus.iterdir()}
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"].values())
+    targets = json.loads((settings.index_dir / "targets.json").read_text())
+    assert len([t for t in targets if t["source"] == "nhs-national-objectives-2023-24.txt"]) == 31
+    (ae,) = [t for t in targets if "76%" in t["values"]]
+    assert (ae["deadline"], ae["area"]) == ("March 2024", "Urgent and emergency care")
+    assert report.chunks == manifest["count"]
+    assert not list(settings.index_dir.rglob("*.pkl")) and not list(settings.index_dir.rglob("*.pickle"))
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert len(index.chunks) == index.faiss_index.ntotal == report.chunks
+
+
+def test_second_ingest_embeds_nothing_and_changes_embed_only_that_file(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    _build(corpus, settings)
+    again = CountingEmbedding(size=64)
+    report = _build(corpus, settings, again)
+    assert again.embedded == 0 and report.embedded == 0 and report.reused_files == 2
+    (corpus / "extra.md").write_text("# Extra\n\nA new local target of 12,345 referrals.\n", encoding="utf-8")
+    added = CountingEmbedding(size=64)
+    report = _build(corpus, settings, added)
+    assert added.embedded == report.embedded == 1
+    (corpus / "extra.md").unlink()
+    report = _build(corpus, settings)
+    assert report.removed_files == 1
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert "extra.md" not in {c.metadata["source"] for c in index.chunks}
+
+
+def test_failure_mid_build_leaves_the_old_index_loadable(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    _build(corpus, settings)
+    before = json.loads((settings.index_dir / "manifest.json").read_text())
+    (corpus / "extra.md").write_text("# Extra\n\nSomething new.\n", encoding="utf-8")
+
+    def crash() -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        build_index(
+            [corpus], settings, embeddings=CountingEmbedding(size=64), model=FAKE, fail_after_write=crash
+        )
+    assert json.loads((settings.index_dir / "manifest.json").read_text()) == before
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert len(index.chunks) == before["count"]
+    report = _build(corpus, settings)  # the next ingest completes
+    assert report.files == 3
+
+
+def test_manifest_mismatch_says_what_to_run(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    _build(corpus, settings)
+    with pytest.raises(IndexMismatchError) as caught:
+        load_index(settings.with_(chunk_size=500), DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert "chunk_size 800 (settings say 500)" in str(caught.value)
+    assert "run `nhs-assistant ingest`" in str(caught.value)
+
+
+def test_missing_index_says_to_ingest(tmp_path: Path) -> None:
+    with pytest.raises(IndexMissingError, match="run `nhs-assistant ingest`"):
+        load_index(Settings(index_dir=tmp_path / "none"), DeterministicFakeEmbedding(size=64))
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(tmp_path: Path, corpus: Path) -> None:
+    for name in [
+        "truncated.pdf",
+        "image-only.pdf",
+        "empty.txt",
+        "binary-named.txt",
+        "unsupported.xyz",
+        "encrypted-password.pdf",
+        "cp1252-notes.txt",
+        "plan, with commas.txt",
+    ]:
+        shutil.copy(FIXTURES / name, corpus / name)
+    report = _build(corpus, Settings(index_dir=tmp_path / "index"))
+    reasons = {s.path.name: s.reason for s in report.skipped}
+    assert set(reasons) == {
+        "truncated.pdf",
+        "image-only.pdf",
+        "empty.txt",
+        "binary-named.txt",
+        "unsupported.xyz",
+        "encrypted-password.pdf",
+    }
+    assert report.files == 4
+
+
+def test_nothing_indexable_is_an_error_and_keeps_the_old_index(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    _build(corpus, settings)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(FIXTURES / "empty.txt", bad / "empty.txt")
+    with pytest.raises(AssistantError, match="Nothing was indexed"):
+        _build(bad, settings)
+    assert len(load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE).chunks) > 0
+
+
+@pytest.mark.slow
+def test_real_model_ranks_the_right_row_first(corpus_index: Path) -> None:
+    settings = Settings(index_dir=corpus_index / "index")
+    index = load_index(settings)
+    hits = index.search(index.embed_query("bed occupancy for adult general and acute beds"), k=3)
+    assert "92%" in index.chunks[hits[0][0]].page_content
