@@ -1,0 +1,521 @@
+"""Streamlit page for the NHS planning assistant: widgets and session state over `assistant/`.
+
+    streamlit run app.py          # or `make run`
+
+Every answer, ingest and score comes from the library; this file only lays it out.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from assistant.answer import Answer
+from assistant.chain import Chain
+from assistant.config import Settings
+from assistant.errors import AssistantError, DocumentError, IndexMissingError
+from assistant.evaluation import evaluate, load_qa
+from assistant.feedback import record_feedback
+from assistant.loaders import SUPPORTED
+from assistant.store import Index, IngestReport, build_index
+
+HERE = Path(__file__).resolve().parent
+QA_DIR = HERE / "eval" / "qa"
+UPLOAD_TYPES = sorted({s.lstrip(".") for s in SUPPORTED})
+
+
+# --- helpers that the tests call directly ---------------------------------------------------------
+
+
+def save_upload(name: str, data: bytes, corpus_dir: Path, max_mb: int) -> tuple[Path, str | None]:
+    """Save uploaded bytes into `corpus_dir` under a safe name; never overwrite a different file.
+
+    Returns the saved path and a note for the user (None when saved under its own name).
+    Raises DocumentError (one sentence) when the file is too big, badly named or of an unsupported type.
+    """
+    # A browser sends a bare name, but a hand-made request can send "../x" or "C:\\x": keep the last part.
+    safe = Path(name.replace("\\", "/")).name.strip().lstrip(".")
+    if not safe or safe in {".", ".."}:
+        raise DocumentError(name or "(no name)", "the file name is empty or not allowed; rename the file")
+    if Path(safe).suffix.lower() not in SUPPORTED:
+        raise DocumentError(safe, f"unsupported file type; upload one of {', '.join(SUPPORTED)}")
+    size_mb = len(data) / (1024 * 1024)
+    if size_mb > max_mb:
+        raise DocumentError(
+            safe, f"the file is {size_mb:.1f} MB, over the {max_mb} MB limit (ASSISTANT_MAX_UPLOAD_MB)"
+        )
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    target = corpus_dir / safe
+    if target.exists():
+        if target.read_bytes() == data:
+            return target, f"{safe} is already in the corpus (same content); nothing was added."
+        stem, suffix = target.stem, target.suffix
+        n = 2
+        while (corpus_dir / f"{stem}-{n}{suffix}").exists():
+            n += 1
+        target = corpus_dir / f"{stem}-{n}{suffix}"
+    # Exclusive create: a file that appeared meanwhile is not overwritten.
+    with target.open("xb") as fh:
+        fh.write(data)
+    if target.name == safe:
+        return target, None
+    return target, f"A different {safe} exists already, so this one was saved as {target.name}."
+
+
+def highlight(text: str, quote: str) -> str:
+    """HTML of `text` (escaped) with the first occurrence of `quote` wrapped in <mark>."""
+    body = html.escape(text)
+    if quote:
+        q = html.escape(quote)
+        at = body.find(q)
+        if at >= 0:
+            body = f"{body[:at]}<mark>{q}</mark>{body[at + len(q) :]}"
+    # No blank lines, so the markdown renderer keeps this one raw HTML block.
+    return body.replace("\n", "<br>")
+
+
+# --- cached resources -----------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def get_chain() -> Chain:
+    """One chain per process, over the settings from the environment."""
+    return Chain(Settings.from_env())
+
+
+def load_index(chain: Chain) -> Index:
+    """The chain's index, loaded behind a spinner the first time."""
+    with st.spinner("Loading the index and embedding model…"):
+        return chain.index
+
+
+@st.cache_resource(show_spinner="Building the naive baseline…")
+def get_baseline(_chain: Chain, built_at: str) -> Any:
+    """The naive LangChain baseline over the corpus, rebuilt when the index changes (`built_at`)."""
+    from assistant.baseline import NaiveBaseline
+    from assistant.loaders import load_corpus
+
+    docs, _ = load_corpus([_chain.settings.corpus_dir])
+    return NaiveBaseline(docs, _chain.index.embeddings)
+
+
+def run_ingest(chain: Chain) -> None:
+    """Index settings.corpus_dir inside st.status, remember the report, and make the chain reload."""
+    settings = chain.settings
+    try:
+        embeddings = chain.index.embeddings  # reuse the loaded model when there is one
+    except AssistantError:
+        embeddings = None
+    with st.status(f"Indexing {settings.corpus_dir}…", expanded=True) as status:
+        bar = st.progress(0.0)
+
+        def progress(message: str, n: int, total: int) -> None:
+            bar.progress(min(n / total, 1.0) if total else 1.0, text=f"{message} ({n}/{total})")
+
+        try:
+            report = build_index([settings.corpus_dir], settings, embeddings=embeddings, progress=progress)
+        except AssistantError as err:
+            status.update(label="Indexing failed", state="error")
+            st.session_state.ingest = {"error": str(err)}
+            return
+        status.update(label=_ingest_summary(report), state="complete")
+    chain.reload()
+    st.session_state.ingest = {
+        "summary": _ingest_summary(report),
+        "skipped": [str(s) for s in report.skipped],
+    }
+
+
+def _ingest_summary(report: IngestReport) -> str:
+    return (
+        f"Indexed {report.files} files, {report.chunks} chunks ({report.embedded} newly embedded) "
+        f"in {report.seconds:.1f} s."
+    )
+
+
+def show_ingest_result() -> None:
+    """The outcome of the last ingest of this session (kept across the rerun that follows it)."""
+    result = st.session_state.pop("ingest", None)
+    if not result:
+        return
+    if "error" in result:
+        st.error(result["error"])
+        return
+    st.success(result["summary"])
+    for skipped in result["skipped"]:
+        st.warning(f"Skipped {skipped}")
+
+
+def require_index(chain: Chain) -> Index:
+    """The loaded index, or an error with an ingest button (and stop) when there is none."""
+    try:
+        return load_index(chain)
+    except IndexMissingError as err:
+        st.error(str(err))
+        if st.button(f"Build the index from {chain.settings.corpus_dir}", type="primary"):
+            run_ingest(chain)
+            st.rerun()
+    except AssistantError as err:
+        st.error(str(err))
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+# --- sidebar --------------------------------------------------------------------------------------
+
+
+def sidebar(chain: Chain, index: Index | None) -> None:
+    """Filters, k, mode, index status and the clear-chat button; choices go to st.session_state."""
+    with st.sidebar:
+        st.header("Search options")
+        if index is not None:
+            files = sorted(index.manifest.get("files", {}))
+            areas = sorted({str(t["area"]) for t in index.targets if t.get("area")})
+            st.multiselect("Documents", files, key="filter_sources", placeholder="All documents")
+            st.multiselect("Areas", areas, key="filter_areas", placeholder="All areas")
+        st.slider("Passages to retrieve (k)", 1, 20, value=chain.settings.k, key="k")
+        if chain.settings.llm != "none":
+            st.radio("Mode", ["extractive", "generative"], key="mode", horizontal=True)
+        if st.button("Clear chat", icon=":material/delete:"):
+            st.session_state.messages = []
+            for key in [k for k in st.session_state if str(k).startswith("feedback_")]:
+                del st.session_state[key]
+        st.divider()
+        st.subheader("Index")
+        if index is None:
+            st.caption("No index loaded.")
+        else:
+            manifest = index.manifest
+            st.caption(
+                f"{len(manifest.get('files', {}))} documents · "
+                f"{manifest.get('count', len(index.chunks))} chunks  \n"
+                f"Built {manifest.get('built_at', '?')}  \n"
+                f"Model {manifest.get('embedding_model', '?')}"
+            )
+
+
+def current_filters() -> dict[str, list[str]] | None:
+    state = st.session_state
+    filters = {"source": state.get("filter_sources", []), "area": state.get("filter_areas", [])}
+    return {k: v for k, v in filters.items() if v} or None
+
+
+# --- chat -----------------------------------------------------------------------------------------
+
+
+def chat_page() -> None:
+    chain = get_chain()
+    require_index(chain)
+    st.title("Ask the NHS planning documents")
+    st.caption("Answers quote the documents and cite them; anything the documents don't cover is refused.")
+    messages: list[dict[str, Any]] = st.session_state.setdefault("messages", [])
+    for i, message in enumerate(messages):
+        with st.chat_message(message["role"]):
+            show_message(message, i, latest=i == len(messages) - 1)
+    question = st.chat_input("Ask about targets, objectives or plans…")
+    if not question:
+        return
+    history = [{"role": m["role"], "content": m["content"]} for m in messages if not m.get("error")]
+    messages.append({"role": "user", "content": question})
+    with st.chat_message("user"):
+        st.markdown(_md(question))
+    with st.chat_message("assistant"):
+        try:
+            with st.spinner("Searching the documents…"):
+                answer = chain.ask(
+                    question,
+                    history=history or None,
+                    filters=current_filters(),
+                    mode=st.session_state.get("mode", "extractive"),
+                    k=st.session_state.get("k"),
+                )
+        except AssistantError as err:
+            message = {"role": "assistant", "content": str(err), "error": True}
+        else:
+            message = {"role": "assistant", "content": answer.text, "answer": answer}
+        messages.append(message)
+        show_message(message, len(messages) - 1, latest=True)
+
+
+def show_message(message: dict[str, Any], i: int, latest: bool) -> None:
+    if message["role"] == "user":
+        st.markdown(_md(message["content"]))
+        return
+    if message.get("error"):
+        st.error(message["content"])
+        return
+    answer: Answer = message["answer"]
+    if answer.refused:
+        st.warning(answer.text, icon=":material/block:")
+    else:
+        st.markdown(_md(answer.text))
+    for notice in answer.trace.get("notices", []):
+        st.caption(notice)
+    if answer.citations:
+        show_sources(answer, expanded=latest)
+    timings = " · ".join(f"{k} {v:.0f} ms" for k, v in answer.timings_ms.items())
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    with left:
+        st.feedback("thumbs", key=f"feedback_{i}", on_change=_record_feedback, args=(i,))
+    with right:
+        st.caption(timings)
+
+
+def show_sources(answer: Answer, expanded: bool) -> None:
+    texts = {r.chunk_id: r.text for r in answer.retrieved}
+    with st.expander(f"Sources ({len(answer.citations)})", expanded=expanded, icon=":material/menu_book:"):
+        for citation in answer.citations:
+            where = [f"`{citation.source}`"]
+            if citation.page is not None:
+                where.append(f"page {citation.page}")
+            if citation.area or citation.section:
+                where.append(_md(str(citation.area or citation.section)))
+            st.markdown(f"**[{citation.n}] {_md(citation.title)}** · " + " · ".join(where))
+            text = texts.get(citation.chunk_id, citation.quote)
+            st.markdown(
+                f'<div class="source-text" style="border-left: 3px solid #005EB8; padding: 0.25rem 0.75rem; '
+                f'font-size: 0.9rem;">{highlight(text, citation.quote)}</div>',
+                unsafe_allow_html=True,
+            )
+
+
+def _record_feedback(i: int) -> None:
+    score = st.session_state.get(f"feedback_{i}")
+    message = st.session_state.messages[i]
+    if score is None or "answer" not in message:
+        return
+    try:
+        record_feedback(get_chain().settings.feedback_db, message["answer"], score)
+    except Exception as err:  # noqa: BLE001 - a lost rating must never break the chat
+        st.toast(f"Could not save feedback: {err}")
+    else:
+        st.toast("Thanks, feedback saved.")
+
+
+def _md(text: str) -> str:
+    """Text shown as markdown: "$" is not LaTeX, and each line stays a line."""
+    return text.replace("$", "\\$").replace("\n", "  \n")
+
+
+# --- documents ------------------------------------------------------------------------------------
+
+
+def documents_page() -> None:
+    chain = get_chain()
+    settings = chain.settings
+    st.title("Documents")
+    show_ingest_result()
+    uploads = st.file_uploader(
+        f"Add documents (PDF, Word, text, Markdown or HTML; up to {settings.max_upload_mb} MB each)",
+        type=UPLOAD_TYPES,
+        accept_multiple_files=True,
+        key=f"uploader_{st.session_state.get('uploader_round', 0)}",
+    )
+    if uploads and st.button("Add and index", type="primary"):
+        saved = 0
+        for upload in uploads:
+            try:
+                _, note = save_upload(
+                    upload.name, upload.getvalue(), settings.corpus_dir, settings.max_upload_mb
+                )
+            except AssistantError as err:
+                st.error(str(err))
+                continue
+            saved += 1
+            if note:
+                st.info(note)
+        if saved:
+            run_ingest(chain)
+            st.session_state.uploader_round = st.session_state.get("uploader_round", 0) + 1
+            st.rerun()
+
+    st.subheader(f"In the corpus ({settings.corpus_dir})")
+    try:
+        indexed = load_index(chain).manifest.get("files", {})
+    except AssistantError as err:
+        st.info(str(err))
+        indexed = {}
+    files = sorted(p for p in settings.corpus_dir.glob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        st.caption("No documents yet.")
+    for path in files:
+        meta = indexed.get(path.name)
+        status = f"{meta.get('chunks', '?')} chunks" if meta else "not indexed"
+        name_col, info_col, button_col = st.columns([5, 2, 1.5], vertical_alignment="center")
+        name_col.markdown(f"`{path.name}`")
+        info_col.caption(f"{path.stat().st_size / 1024:.0f} KB · {status}")
+        if button_col.button("Remove", key=f"remove_{path.name}", icon=":material/delete:"):
+            path.unlink(missing_ok=True)
+            run_ingest(chain)
+            st.rerun()
+    if files and st.button("Re-index the corpus"):
+        run_ingest(chain)
+        st.rerun()
+
+
+# --- targets --------------------------------------------------------------------------------------
+
+
+def targets_page() -> None:
+    import pandas as pd
+
+    index = require_index(get_chain())
+    st.title("Targets register")
+    rows = [
+        {
+            "area": t.get("area"),
+            "objective": t.get("objective"),
+            "values": "; ".join(t.get("values") or []),
+            "deadline": t.get("deadline"),
+            "source": t.get("source"),
+            "page": t.get("page"),
+        }
+        for t in index.targets
+    ]
+    table = pd.DataFrame(rows, columns=["area", "objective", "values", "deadline", "source", "page"])
+    areas = sorted(table["area"].dropna().unique())
+    chosen = st.multiselect("Area", areas, placeholder="All areas", key="targets_areas")
+    if chosen:
+        table = table[table["area"].isin(chosen)]
+    st.caption(f"{len(table)} objectives; click a column header to sort.")
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.download_button(
+        "Download CSV",
+        table.to_csv(index=False).encode("utf-8"),
+        file_name="nhs-targets.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+
+def evaluation_page() -> None:
+    import pandas as pd
+
+    chain = get_chain()
+    index = require_index(chain)
+    st.title("Evaluation")
+    bundled = sorted(QA_DIR.glob("*.jsonl"))
+    source = st.radio("QA file", ["Bundled", "Upload"], horizontal=True, key="eval_source")
+    uploaded = None
+    path: Path | None = None
+    if source == "Bundled":
+        if bundled:
+            path = st.selectbox("Bundled QA file", bundled, format_func=lambda p: p.name, key="eval_file")
+        else:
+            st.info(f"No QA files in {QA_DIR}.")
+    else:
+        uploaded = st.file_uploader("QA file (.jsonl)", type=["jsonl"], key="eval_upload")
+    compare = st.checkbox("Compare with the naive LangChain baseline", value=True, key="eval_baseline")
+    if not st.button("Run evaluation", type="primary", disabled=path is None and uploaded is None):
+        show_evaluation(st.session_state.get("eval_result"), pd)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        if uploaded is not None:
+            path = Path(tmp) / Path(uploaded.name).name
+            path.write_bytes(uploaded.getvalue())
+        assert path is not None
+        try:
+            items = load_qa(path)
+            baseline = get_baseline(chain, str(index.manifest.get("built_at"))).ask if compare else None
+            bar = st.progress(0.0, text=f"0/{len(items)} questions")
+
+            def progress(n: int, total: int) -> None:
+                bar.progress(n / total, text=f"{n}/{total} questions")
+
+            k = st.session_state.get("k")
+            out = Path(tmp) / "out"
+            report = evaluate(
+                items,
+                ask=lambda q: chain.ask(q, k=k),
+                baseline=baseline,
+                out_dir=out,
+                progress=progress,
+                qa_file=path.name,
+            )
+        except AssistantError as err:
+            st.error(str(err))
+            return
+        lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+        results = [json.loads(line) for line in lines]
+        html_report = (out / "report.html").read_bytes() if (out / "report.html").exists() else None
+    st.session_state.eval_result = {
+        "report": report,
+        "results": results,
+        "html": html_report,
+        "file": path.name,
+    }
+    show_evaluation(st.session_state.eval_result, pd)
+
+
+def show_evaluation(result: dict[str, Any] | None, pd: Any) -> None:
+    if not result:
+        return
+    report, results = result["report"], result["results"]
+    st.subheader(f"{result['file']}: {report['n']} questions")
+    metrics = {"assistant": report["metrics"]}
+    if report.get("baseline"):
+        metrics["naive baseline"] = report["baseline"]
+    st.dataframe(pd.DataFrame(metrics), width="stretch")
+    rows = []
+    for row in results:
+        m = row["metrics"]
+        rows.append(
+            {
+                "id": row["id"],
+                "question": row["question"],
+                "refused": row["refused"],
+                "answer": row["answer"],
+                "hit@5": m.get("hit@5"),
+                "fact recall": m.get("fact_recall"),
+                "citation support": m.get("citation_support"),
+                "latency ms": m.get("latency_ms"),
+            }
+        )
+    st.subheader("Per question")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if report.get("per_tag"):
+        with st.expander("By tag"):
+            st.dataframe(pd.DataFrame(report["per_tag"]).T, width="stretch")
+    if result.get("html"):
+        st.download_button("Download HTML report", result["html"], file_name="report.html", mime="text/html")
+
+
+# --- layout ---------------------------------------------------------------------------------------
+
+PAGES = {
+    "Chat": chat_page,
+    "Documents": documents_page,
+    "Targets": targets_page,
+    "Evaluation": evaluation_page,
+}
+
+
+def main() -> None:
+    st.set_page_config(
+        page_title="NHS planning assistant", page_icon=":material/local_hospital:", layout="wide"
+    )
+    try:
+        chain = get_chain()
+    except AssistantError as err:  # bad ASSISTANT_* settings
+        st.error(str(err))
+        st.stop()
+    try:
+        index: Index | None = load_index(chain)
+    except AssistantError:
+        index = None  # each page says why and offers the ingest
+    # A radio rather than st.navigation: AppTest can drive it, and the pages are functions of this file.
+    page = st.sidebar.radio("Page", list(PAGES), key="page", label_visibility="collapsed")
+    sidebar(chain, index)
+    PAGES[page]()
+
+
+if __name__ == "__main__":
+    main()
