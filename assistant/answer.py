@@ -8,6 +8,7 @@ dropped, and a sentence of the answer holding a number that no cited quote holds
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -124,35 +125,39 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.findall(text) if len(s.strip()) > 2]
 
 
-_QUESTION_STOP = set(
-    "what whats which who whom when where why how is are was were be been the a an of and or for to in on by "
-    "with at this that these those there it its we our us you your i do does did should would could can will "
-    "s me about tell give say says said".split()
-)
-
-
-def _terms(text: str) -> set[str]:
-    import Stemmer
-
-    words = [w for w in re.findall(r"[a-z0-9&%]+", text.lower()) if w not in _QUESTION_STOP and len(w) > 1]
-    return set(Stemmer.Stemmer("english").stemWords(words))
-
-
-def best_quotes(question: str, chunk: Document, most: int = 2) -> list[str]:
-    """The sentences of a prose chunk that best match the question (at most `most`, in text order)."""
+def quote_units(chunk: Document) -> list[str]:
+    """What a prose chunk can be quoted by: its paragraphs when it has several, else its sentences."""
     body = chunk.page_content
     section = chunk.metadata.get("section")
     if section and body.startswith(f"{section}\n"):
         body = body[len(section) + 1 :]
-    found = sentences(body) or [body.strip()]
-    wanted = _terms(question)
-    scores = [len(wanted & _terms(s)) for s in found]
-    ranked = sorted(range(len(found)), key=lambda i: (-scores[i], i))
-    chosen = [i for i in ranked[:most] if scores[i] > 0] or ranked[:1]
-    return [found[i] for i in sorted(chosen)]
+    paragraphs = [p.strip() for p in re.split(r"\n[ \t]*\n", body) if len(p.strip()) > 2]
+    if len(paragraphs) > 1 and all(len(p) <= 400 for p in paragraphs):
+        return paragraphs
+    return sentences(body) or [body.strip()]
 
 
-def compose(question: str, chunk: Document, target: dict[str, Any] | None) -> tuple[str, list[Citation]]:
+def best_quotes(
+    question: str, chunk: Document, weight: Callable[[str], float] = lambda _: 1.0, most: int = 2
+) -> list[str]:
+    """The units of a prose chunk that best match the question, rare words weighing more (text order)."""
+    from assistant.retrieval import stems
+
+    units = quote_units(chunk)
+    wanted = set(stems(question))
+    scores = [sum(weight(w) for w in wanted & set(stems(u))) for u in units]
+    best = max(scores)
+    ranked = sorted(range(len(units)), key=lambda i: (-scores[i], i))
+    chosen = [i for i in ranked[:most] if best > 0 and scores[i] >= 0.6 * best] or ranked[:1]
+    return [units[i] for i in sorted(chosen)]
+
+
+def compose(
+    question: str,
+    chunk: Document,
+    target: dict[str, Any] | None,
+    weight: Callable[[str], float] = lambda _: 1.0,
+) -> tuple[str, list[Citation]]:
     """An extractive answer from one chunk: the target first (value, deadline, area), then the quote."""
     if chunk.metadata.get("kind") == "row":
         quote = target["objective"] if target else chunk.page_content.split(" — ")[-1].split("\nTheme:")[0]
@@ -165,7 +170,7 @@ def compose(question: str, chunk: Document, target: dict[str, Any] | None) -> tu
             lead.append(f"**Area:** {chunk.metadata['area']}")
         text = (" · ".join(lead) + " [1]\n" if lead else "") + f"“{quote}” [1]"
     else:
-        quotes = best_quotes(question, chunk)
+        quotes = best_quotes(question, chunk, weight)
         where = chunk.metadata.get("section") or chunk.metadata.get("title")
         lines = [f"“{q}” [{n}]" for n, q in enumerate(quotes, start=1)]
         if where and not numbers_in(str(where)):

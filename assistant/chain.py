@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -23,7 +24,7 @@ from assistant import questions
 from assistant.answer import Answer, Retrieved
 from assistant.config import MODES, Settings
 from assistant.errors import ConfigError, QuestionError
-from assistant.retrieval import Hit, HybridRetriever
+from assistant.retrieval import Hit, HybridRetriever, stems
 from assistant.store import Index, load_index
 
 
@@ -99,15 +100,25 @@ class Chain:
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
         index, retriever, _ = self._loaded()
         t0 = time.perf_counter()
-        hits = retriever.search(state["query"], state["k"] or self.settings.k, state["filters"])
-        return {**state, "hits": hits, "retrieve_ms": (time.perf_counter() - t0) * 1000}
+        filters = dict(state["filters"] or {})
+        named, keywords = retriever.named_sources(state["query"])
+        if named and not filters.get("source"):
+            filters["source"] = named
+        hits = retriever.search(keywords, state["k"] or self.settings.k, filters)
+        elapsed = (time.perf_counter() - t0) * 1000
+        return {**state, "hits": hits, "named_sources": named, "keywords": keywords, "retrieve_ms": elapsed}
 
     def _respond(self, state: dict[str, Any]) -> Answer:
         index, _, by_chunk = self._loaded()
         t0 = time.perf_counter()
         question, hits = state["question"], state["hits"]
         chunks = {h.chunk.metadata["chunk_id"]: h.chunk for h in hits}
-        trace: dict[str, Any] = {"query": state["query"], "mode": state["mode"], "notices": state["notices"]}
+        trace: dict[str, Any] = {
+            "query": state["query"],
+            "mode": state["mode"],
+            "notices": state["notices"],
+            "named_documents": state["named_sources"],
+        }
         refused = False
         citations: list[answers.Citation] = []
         listing = questions.list_query(
@@ -125,7 +136,9 @@ class Chain:
             hits = [Hit(c, -1, 1.0, 1.0, 0.0) for _, c in pairs] + hits
             trace["route"] = "targets register"
         else:
-            text, refused, citations, trace["route"] = self._extract(question, state["query"], hits, by_chunk)
+            text, refused, citations, trace["route"] = self._extract(
+                question, state["query"], state["keywords"], hits, by_chunk
+            )
             if citations:  # the chunk the answer stands on ranks first (second-stage re-ranking)
                 first = citations[0].chunk_id
                 hits = sorted(hits, key=lambda h: h.chunk.metadata["chunk_id"] != first)
@@ -158,7 +171,12 @@ class Chain:
         )
 
     def _extract(
-        self, question: str, query: str, hits: list[Hit], by_chunk: dict[str, dict[str, Any]]
+        self,
+        question: str,
+        query: str,
+        keywords: str,
+        hits: list[Hit],
+        by_chunk: dict[str, dict[str, Any]],
     ) -> tuple[str, bool, list[answers.Citation], str]:
         closest = [
             str(
@@ -168,7 +186,11 @@ class Chain:
             )
             for h in hits[:3]
         ]
-        if not hits or hits[0].dense < self.settings.refusal_threshold:
+        retriever = self._loaded()[1]
+        if not hits or (
+            hits[0].dense < self.settings.refusal_threshold
+            and _lexical_support(keywords, hits[0].chunk, retriever.term_weight) < 0.5
+        ):
             return answers.refusal(answers.NOT_COVERED, closest), True, [], "weak evidence"
         # Second stage: the first of the top hits that holds every figure the question pins down.
         wanted = questions.specifics(query)
@@ -178,8 +200,16 @@ class Chain:
             reason = f"The planning documents don't state this for {', '.join(sorted(missing))}."
             return answers.refusal(reason, closest), True, [], "figure not in evidence"
         top = covering[0].chunk
-        text, citations = answers.compose(query, top, by_chunk.get(top.metadata["chunk_id"]))
+        weight = self._loaded()[1].term_weight
+        text, citations = answers.compose(keywords, top, by_chunk.get(top.metadata["chunk_id"]), weight)
         return text, False, citations, "extractive"
+
+
+def _lexical_support(query: str, chunk: Any, weight: Callable[[str], float]) -> float:
+    """Share of the question's word weight (rare words weigh more) that the chunk contains."""
+    wanted = set(stems(query))
+    total = sum(weight(w) for w in wanted)
+    return sum(weight(w) for w in wanted & set(stems(chunk.page_content))) / total if total else 0.0
 
 
 def _evidence_text(chunk: Any) -> str:

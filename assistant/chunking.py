@@ -242,8 +242,11 @@ def _table_chunks(
         area = meta.get("area")
         prefix = " — ".join(str(v) for k, v in meta.items() if v and k != "theme")
         content = f"{prefix} — {row.text}" if prefix else row.text
-        if meta.get("theme"):
-            content = f"{content} ({meta['theme']})"
+        # The row's context (theme, and the table's heading) is in its text too, so that a question
+        # about "the national objectives" meets every row, and the area decides among them.
+        context = [str(x) for x in (meta.get("theme"), section) if x]
+        if context:
+            content = f"{content} ({'; '.join(context)})"
         start = offsets[row.lines[0]]
         end = offsets[row.lines[-1]] + len(lines[row.lines[-1]])
         chunk = _make_chunk(doc, content, start, end, kind="row", section=section, **meta)

@@ -6,6 +6,7 @@ BM25 with a weight mask - so a selective filter still returns k results.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ GLOSSARY = {
     "icss": "integrated care systems",
     "rtt": "referral to treatment",
     "mh": "mental health",
+    "dentistry": "dental",
 }
 _TOKEN = r"(?u)\b\w+(?:&\w+)*\b"
 FILTER_KEYS = ("source", "area", "theme")
@@ -69,6 +71,41 @@ class Hit:
     fused: float
     dense: float
     bm25: float
+
+
+_STEMMER: Any = None
+# Words that shape a question but say nothing of its topic.
+_QUESTION_WORDS = set(
+    "what whats which who whom when where why how does do did is are was were should would could can will "
+    "me us we our you your i tell say says said mentioned mention about any there this that these those "
+    "s its it's much many".split()
+)
+
+
+def _stem(word: str) -> str:
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return str(_STEMMER.stemWord(word))
+
+
+def _content_words(text: str) -> list[str]:
+    import bm25s.stopwords
+
+    stop = set(bm25s.stopwords.STOPWORDS_EN) | _QUESTION_WORDS
+    return [_stem(w) for w in re.findall(r"[a-z0-9&]+", text.lower()) if w not in stop]
+
+
+def stems(text: str) -> list[str]:
+    """Stemmed content words (stopwords dropped), as BM25 and quote selection see them."""
+    return [w for w in _content_words(text) if not w.isdigit()]
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    words = [w for w in _content_words(text) if not w.isdigit()]
+    return list(zip(words, words[1:], strict=False))
 
 
 class _Tokenizer:
@@ -127,6 +164,8 @@ class HybridRetriever(BaseRetriever):
     weights: tuple[float, float] = (0.5, 0.5)
     fusion: Any = None
     columns: dict[str, np.ndarray] = {}
+    source_pairs: dict[str, set[tuple[str, str]]] = {}
+    doc_freq: dict[str, int] = {}
 
     @classmethod
     def from_index(cls, index: Index, k: int = 5, **kwargs: Any) -> HybridRetriever:
@@ -137,13 +176,50 @@ class HybridRetriever(BaseRetriever):
             key: np.array([str(c.metadata.get(key)) for c in index.chunks], dtype=object)
             for key in FILTER_KEYS
         }
-        retriever = cls(index=index, sparse=sparse, k=k, columns=columns, **kwargs)
+        sources = sorted({str(c.metadata.get("source")) for c in index.chunks})
+        pairs = {src: set(_pairs(re.sub(r"\.[a-z0-9]+$", "", src, flags=re.I))) for src in sources}
+        wanted = set().union(*pairs.values()) if pairs else set()
+        used_in: dict[tuple[str, str], set[str]] = {}
+        doc_freq: dict[str, int] = {}
+        for chunk in index.chunks:
+            for stem in set(stems(chunk.page_content)):
+                doc_freq[stem] = doc_freq.get(stem, 0) + 1
+            for pair in wanted.intersection(_pairs(chunk.page_content)):
+                used_in.setdefault(pair, set()).add(str(chunk.metadata.get("source")))
+        retriever = cls(
+            index=index,
+            sparse=sparse,
+            k=k,
+            columns=columns,
+            # A pair of name words names a document only if no other document's text uses it.
+            source_pairs={src: {q for q in p if used_in.get(q, set()) <= {src}} for src, p in pairs.items()},
+            doc_freq=doc_freq,
+            **kwargs,
+        )
         # Only its weighted_reciprocal_rank is used: our two sides take filters, which EnsembleRetriever
         # does not pass on to its retrievers.
         retriever.fusion = EnsembleRetriever.model_construct(
             retrievers=[], weights=list(retriever.weights), c=60, id_key="chunk_id"
         )
         return retriever
+
+    def named_sources(self, query: str) -> tuple[list[str], str]:
+        """Documents the question names ("in the business plan"), and the question without their names.
+
+        A document is named when two adjacent words of its file name, which no other document's text
+        puts together, stand together in the question; those words, and the numbers of the name, then no longer rank chunks.
+        """
+        asked = set(_pairs(query))
+        named = [src for src, pairs in self.source_pairs.items() if pairs & asked]
+        # Years in file names ("2023-24") date documents, not passages: they never rank chunks.
+        drop = {w for src in self.source_pairs for w in _content_words(src) if w.isdigit()}
+        drop |= {w for src in named for pair in self.source_pairs[src] & asked for w in pair}
+        kept = [w for w in re.findall(_TOKEN, query) if _stem(w.lower()) not in drop]
+        return named, " ".join(kept)
+
+    def term_weight(self, stem: str) -> float:
+        """Inverse document frequency of a stem over the chunks (rare words weigh more)."""
+        return math.log(1 + len(self.index.chunks) / (1 + self.doc_freq.get(stem, 0)))
 
     def allowed(self, filters: Mapping[str, Sequence[str]] | None) -> np.ndarray | None:
         """Positions of the chunks that pass `filters` ({"source": [...], "area": [...], "theme": [...]})."""
