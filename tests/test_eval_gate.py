@@ -1,0 +1,93 @@
+"""The CI gate (issue 4): the bundled objectives set, on the default corpus, through the real CLI.
+
+Thresholds only ever tighten: hit@5 >= 0.95, fact_recall >= 0.9, refusal_accuracy >= 0.8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GATE = {"hit@5": 0.95, "fact_recall": 0.9, "refusal_accuracy": 0.8}
+
+
+def _eval(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", "eval", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
+    )
+
+
+@pytest.mark.slow
+def test_objectives_set_passes_the_gate_and_beats_the_baseline(corpus_index: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _eval(
+        "eval/qa/objectives.jsonl", "--index", str(corpus_index / "index"), "--out", str(out), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"metrics", "baseline", "per_tag", "n"} and report["n"] == 71
+    metrics, baseline = report["metrics"], report["baseline"]
+    for key, floor in GATE.items():
+        assert metrics[key] >= floor, f"{key} {metrics[key]:.3f} is below the gate {floor}"
+    assert metrics["hit@1"] > baseline["hit@1"] and metrics["fact_recall"] > baseline["fact_recall"]
+    assert metrics["citation_validity"] == 1.0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 3
+    lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 71
+
+
+@pytest.mark.slow
+def test_eval_from_a_corpus_folder_leaves_index_untouched(tmp_path: Path) -> None:
+    qa = tmp_path / "two.jsonl"
+    rows = [
+        {
+            "id": "a",
+            "question": "What's the ARRS recruitment target?",
+            "reference": "26,000 ARRS roles",
+            "facts": ["26,000"],
+            "evidence": ["Continue to recruit 26,000"],
+            "sources": ["nhs-national-objectives-2023-24"],
+            "answerable": True,
+            "tags": ["primary-care"],
+        },
+        {
+            "id": "b",
+            "question": "What's the capital of France?",
+            "reference": "not covered",
+            "facts": [],
+            "evidence": [],
+            "sources": [],
+            "answerable": False,
+            "tags": ["unanswerable"],
+        },
+    ]
+    qa.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    index = tmp_path / "index"
+    result = _eval(str(qa), "--corpus", "corpus", "--index", str(index), "--no-baseline", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 2 and report["baseline"] is None
+    assert report["metrics"]["fact_recall"] == 1.0 and report["metrics"]["refusal_accuracy"] == 1.0
+    assert not index.exists()
+
+
+def test_bad_qa_file_names_the_line_and_exits_1(tmp_path: Path) -> None:
+    qa = tmp_path / "bad.jsonl"
+    qa.write_text('{"id": "a"}\n', encoding="utf-8")
+    result = _eval(str(qa), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "bad.jsonl line 1" in result.stderr
+    assert not (tmp_path / "out").exists()
