@@ -18,7 +18,8 @@ import streamlit as st
 from assistant.answer import Answer
 from assistant.chain import Chain
 from assistant.config import Settings
-from assistant.errors import AssistantError, DocumentError, IndexMissingError
+from assistant.corpus import add_document, remove_document
+from assistant.errors import AssistantError, IndexMissingError
 from assistant.evaluation import evaluate, load_qa
 from assistant.feedback import record_feedback
 from assistant.loaders import SUPPORTED
@@ -30,41 +31,6 @@ UPLOAD_TYPES = sorted({s.lstrip(".") for s in SUPPORTED})
 
 
 # --- helpers that the tests call directly ---------------------------------------------------------
-
-
-def save_upload(name: str, data: bytes, corpus_dir: Path, max_mb: int) -> tuple[Path, str | None]:
-    """Save uploaded bytes into `corpus_dir` under a safe name; never overwrite a different file.
-
-    Returns the saved path and a note for the user (None when saved under its own name).
-    Raises DocumentError (one sentence) when the file is too big, badly named or of an unsupported type.
-    """
-    # A browser sends a bare name, but a hand-made request can send "../x" or "C:\\x": keep the last part.
-    safe = Path(name.replace("\\", "/")).name.strip().lstrip(".")
-    if not safe or safe in {".", ".."}:
-        raise DocumentError(name or "(no name)", "the file name is empty or not allowed; rename the file")
-    if Path(safe).suffix.lower() not in SUPPORTED:
-        raise DocumentError(safe, f"unsupported file type; upload one of {', '.join(SUPPORTED)}")
-    size_mb = len(data) / (1024 * 1024)
-    if size_mb > max_mb:
-        raise DocumentError(
-            safe, f"the file is {size_mb:.1f} MB, over the {max_mb} MB limit (ASSISTANT_MAX_UPLOAD_MB)"
-        )
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    target = corpus_dir / safe
-    if target.exists():
-        if target.read_bytes() == data:
-            return target, f"{safe} is already in the corpus (same content); nothing was added."
-        stem, suffix = target.stem, target.suffix
-        n = 2
-        while (corpus_dir / f"{stem}-{n}{suffix}").exists():
-            n += 1
-        target = corpus_dir / f"{stem}-{n}{suffix}"
-    # Exclusive create: a file that appeared meanwhile is not overwritten.
-    with target.open("xb") as fh:
-        fh.write(data)
-    if target.name == safe:
-        return target, None
-    return target, f"A different {safe} exists already, so this one was saved as {target.name}."
 
 
 def highlight(text: str, quote: str) -> str:
@@ -320,8 +286,13 @@ def documents_page() -> None:
         saved = 0
         for upload in uploads:
             try:
-                _, note = save_upload(
-                    upload.name, upload.getvalue(), settings.corpus_dir, settings.max_upload_mb
+                # The size is checked before the bytes are read.
+                _, note = add_document(
+                    upload.name,
+                    upload.getvalue,
+                    settings.corpus_dir,
+                    settings.max_upload_mb,
+                    size=upload.size,
                 )
             except AssistantError as err:
                 st.error(str(err))
@@ -350,7 +321,7 @@ def documents_page() -> None:
         name_col.markdown(f"`{path.name}`")
         info_col.caption(f"{path.stat().st_size / 1024:.0f} KB · {status}")
         if button_col.button("Remove", key=f"remove_{path.name}", icon=":material/delete:"):
-            path.unlink(missing_ok=True)
+            remove_document(path.name, settings.corpus_dir)
             run_ingest(chain)
             st.rerun()
     if files and st.button("Re-index the corpus"):

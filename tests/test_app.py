@@ -13,6 +13,8 @@ from types import ModuleType
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from assistant.corpus import add_document
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 QUESTION = "What is the A&E 4-hour target?"
@@ -35,23 +37,23 @@ def app_module() -> ModuleType:
 # --- the upload helper: fast, no model ------------------------------------------------------------
 
 
-def test_save_upload_keeps_only_the_file_name(app_module: ModuleType, tmp_path: Path) -> None:
+def test_save_upload_keeps_only_the_file_name(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     for evil in ("../../etc/evil.txt", "/etc/evil.txt", "..\\..\\evil.txt", "C:\\Windows\\evil.txt"):
-        path, _ = app_module.save_upload(evil, b"some text " + evil.encode(), corpus, max_mb=1)
+        path, _ = add_document(evil, b"some text " + evil.encode(), corpus, max_mb=1)
         assert path.parent == corpus
         assert path.name.startswith("evil")
     assert not (tmp_path / "evil.txt").exists()
     assert sorted(p.name for p in corpus.iterdir()) == ["evil-2.txt", "evil-3.txt", "evil-4.txt", "evil.txt"]
 
 
-def test_save_upload_never_overwrites_a_different_file(app_module: ModuleType, tmp_path: Path) -> None:
-    first, note = app_module.save_upload("plan.md", b"# Plan\nversion one", tmp_path, max_mb=1)
+def test_save_upload_never_overwrites_a_different_file(tmp_path: Path) -> None:
+    first, note = add_document("plan.md", b"# Plan\nversion one", tmp_path, max_mb=1)
     assert note is None
-    second, note = app_module.save_upload("plan.md", b"# Plan\nversion two", tmp_path, max_mb=1)
+    second, note = add_document("plan.md", b"# Plan\nversion two", tmp_path, max_mb=1)
     assert second.name == "plan-2.md" and "plan-2.md" in note
     assert first.read_bytes() == b"# Plan\nversion one"
-    same, note = app_module.save_upload("plan.md", b"# Plan\nversion one", tmp_path, max_mb=1)
+    same, note = add_document("plan.md", b"# Plan\nversion one", tmp_path, max_mb=1)
     assert same == first and "already in the corpus" in note
 
 
@@ -64,13 +66,11 @@ def test_save_upload_never_overwrites_a_different_file(app_module: ModuleType, t
         ("", 10, "not allowed"),
     ],
 )
-def test_save_upload_rejects_with_one_sentence(
-    app_module: ModuleType, tmp_path: Path, name: str, size: int, message: str
-) -> None:
+def test_save_upload_rejects_with_one_sentence(tmp_path: Path, name: str, size: int, message: str) -> None:
     from assistant.errors import DocumentError
 
     with pytest.raises(DocumentError, match=message):
-        app_module.save_upload(name, b"x" * size, tmp_path, max_mb=1)
+        add_document(name, b"x" * size, tmp_path, max_mb=1)
     assert not any(tmp_path.iterdir())
 
 
