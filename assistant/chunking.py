@@ -103,7 +103,7 @@ def _chunk_page(
             k += 1
         block_start = offsets[i]
         block_end = offsets[k - 1] + len(lines[k - 1])
-        pieces, section = _sections(text, block_start, block_end, section)
+        pieces, section = _sections(text, block_start, block_end, section, final=k >= len(lines))
         for heading, start, end in pieces:
             out += _prose_chunks(doc, splitter, text, start, end, heading)
         i = k
@@ -111,11 +111,16 @@ def _chunk_page(
 
 
 def _sections(
-    text: str, start: int, end: int, current: str | None
+    text: str, start: int, end: int, current: str | None, final: bool = True
 ) -> tuple[list[tuple[str | None, int, int]], str | None]:
-    """Cut [start, end) of the page at heading lines; each piece keeps its heading. Also the last heading."""
+    """Cut [start, end) of the page at heading lines; each piece keeps its heading. Also the last heading.
+
+    A heading with no text under it is kept as a piece of its own (nothing is lost), except the last
+    one of a block that a table follows: that heading names the table and is carried into its rows.
+    """
     pieces: list[tuple[str | None, int, int]] = []
     heading, body_start, pos = current, start, start
+    bare: tuple[int, int] | None = None  # span of a heading line that has no body yet
     lines = text[start:end].split("\n")
     for n, line in enumerate(lines):
         blank_before = n == 0 or not lines[n - 1].strip()
@@ -123,11 +128,16 @@ def _sections(
         if _is_heading(line, blank_before=blank_before, blank_after=blank_after):
             if text[body_start:pos].strip():
                 pieces.append((heading, body_start, pos))
+            elif bare:
+                pieces.append((None, *bare))
             heading = line.strip().lstrip("#").strip()
+            bare = (pos, pos + len(line))
             body_start = pos + len(line)
         pos += len(line) + 1
     if text[body_start:end].strip():
         pieces.append((heading, body_start, end))
+    elif bare and final:
+        pieces.append((None, *bare))
     return pieces, heading
 
 
@@ -162,7 +172,7 @@ def _prose_chunks(
     out = []
     for piece in splitter.create_documents([body]):
         content = piece.page_content.strip()
-        if len(content) < 3:
+        if not content:
             continue
         s = (
             start

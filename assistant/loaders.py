@@ -56,16 +56,24 @@ def find_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def load_file(path: Path) -> list[Document]:
-    """Load one file into Documents, or raise DocumentError saying why it cannot be read."""
+def load_file(path: Path, max_bytes: int | None = None) -> list[Document]:
+    """Load one file into Documents, or raise DocumentError saying why it cannot be read.
+
+    A file over `max_bytes` is refused by its size before any of it is read.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise DocumentError(path, f"unsupported file type {suffix or '(none)'}; use {', '.join(SUPPORTED)}")
     if not path.is_file():
         raise DocumentError(path, "file not found")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DocumentError(path, "empty file (0 bytes)")
+    if max_bytes is not None and size > max_bytes:
+        raise DocumentError(
+            path, f"{size / 2**20:.0f} MB is over the {max_bytes / 2**20:.0f} MB limit (ASSISTANT_MAX_UPLOAD_MB)"
+        )
     sha = file_sha256(path)
     if suffix == ".pdf":
         docs = _load_pdf(path)

@@ -248,7 +248,7 @@ def build_index(
             seen_sources.add(path.name)
             continue
         try:
-            docs = load_file(path)
+            docs = load_file(path, max_bytes=settings.max_upload_mb * 2**20)
         except AssistantError as err:
             report.skipped.append(Skipped(path, str(getattr(err, "reason", err))))
             continue

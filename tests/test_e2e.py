@@ -48,6 +48,31 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 90
     raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
 
 
+SESSIONS = [
+    ("What is the A&E 4-hour target?", "76%"),
+    ("What's the ARRS recruitment target?", "26,000"),
+    ("What dementia diagnosis rate should we recover to?", "66.7%"),
+    ("What's the UCR standard?", "70%"),
+    ("What dose of amoxicillin for a 5-year-old?", "clinical advice"),
+]
+
+
+def _five_sessions_at_once(browser: object, url: str, expect: Callable[..., object]) -> None:
+    """Five browser sessions ask at the same time; each gets its own right answer, no error."""
+    pages = [browser.new_context().new_page() for _ in SESSIONS]  # type: ignore[attr-defined]
+    for page in pages:
+        page.goto(url)
+    for page, (question, _) in zip(pages, SESSIONS, strict=True):
+        chat = page.get_by_test_id("stChatInputTextArea")
+        chat.wait_for(timeout=120_000)
+        chat.fill(question)
+    for page in pages:  # submit all before waiting on any
+        page.get_by_test_id("stChatInputTextArea").press("Enter")
+    for page, (_, figure) in zip(pages, SESSIONS, strict=True):
+        expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text(figure, timeout=60_000)
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
 @pytest.mark.e2e
 def test_browser_asks_and_sees_a_cited_answer(
     index_env: Callable[[str], dict[str, str]], tmp_path: Path
@@ -105,6 +130,7 @@ def test_browser_asks_and_sees_a_cited_answer(
                 page.wait_for_timeout(500)
                 SCREENSHOT.parent.mkdir(exist_ok=True)
                 page.screenshot(path=str(SCREENSHOT), full_page=True)
+                _five_sessions_at_once(browser, url, expect)
             finally:
                 browser.close()
     finally:
