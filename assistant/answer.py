@@ -20,7 +20,9 @@ CLINICAL = (
     "Please use clinical guidance such as NICE, the BNF or your local formulary, and senior clinical advice."
 )
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|$)")
+# A sentence ends at . ! ? before a capital (not inside "£5.2" or "e.g. the"), or at a blank line;
+# PDF text wraps lines mid-sentence, so a single newline is not an end.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[”\"')]?\s+(?=[A-Z0-9“\"(•\-–])|\n[ \t]*\n|\n(?=[•\-–] )")
 
 
 @dataclass
@@ -121,8 +123,12 @@ def verify(text: str, citations: list[Citation], chunks: dict[str, Document]) ->
 
 
 def sentences(text: str) -> list[str]:
-    """Sentences (or lines) of a chunk, as exact substrings of it."""
-    return [s.strip() for s in _SENTENCE.findall(text) if len(s.strip()) > 2]
+    r"""Sentences of a chunk, as exact substrings of it.
+
+    >>> sentences("Costs are £5.2 billion by 2030. Staff grow\nby 69 per cent.")
+    ['Costs are £5.2 billion by 2030.', 'Staff grow\nby 69 per cent.']
+    """
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and len(s.strip()) > 2]
 
 
 def quote_units(chunk: Document) -> list[str]:

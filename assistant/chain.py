@@ -104,7 +104,7 @@ class Chain:
         named, keywords = retriever.named_sources(state["query"])
         if named and not filters.get("source"):
             filters["source"] = named
-        hits = retriever.search(keywords, state["k"] or self.settings.k, filters)
+        hits = retriever.search(keywords, state["k"] or self.settings.k, filters, keywords)
         elapsed = (time.perf_counter() - t0) * 1000
         return {**state, "hits": hits, "named_sources": named, "keywords": keywords, "retrieve_ms": elapsed}
 

@@ -232,16 +232,19 @@ class HybridRetriever(BaseRetriever):
         return mask
 
     def search(
-        self, query: str, k: int | None = None, filters: Mapping[str, Sequence[str]] | None = None
+        self,
+        query: str,
+        k: int | None = None,
+        filters: Mapping[str, Sequence[str]] | None = None,
+        keywords: str | None = None,
     ) -> list[Hit]:
-        """Fused top-k hits for `query`."""
+        """Fused top-k hits: `query` for the dense side, `keywords` (default: the query) for BM25."""
         k = k or self.k
         mask = self.allowed(filters)
-        expanded = expand_query(query)
         allowed = None if mask is None else np.flatnonzero(mask)
-        vector = self.index.embed_query(expanded)
+        vector = self.index.embed_query(expand_query(query))
         dense = self.index.search(vector, self.fetch_k, allowed)
-        sparse = self.sparse.search(expanded, self.fetch_k, mask)
+        sparse = self.sparse.search(expand_query(keywords or query), self.fetch_k, mask)
         dense_score = dict(dense)
         sparse_score = dict(sparse)
         lists = [[self._doc(i) for i, _ in dense], [self._doc(i) for i, _ in sparse]]

@@ -169,31 +169,28 @@ def test_targets_page_lists_the_register(app_env: dict[str, str]) -> None:
 @pytest.mark.slow
 def test_upload_is_indexed_and_answerable_in_the_same_session(app_env: dict[str, str]) -> None:
     at = _go(_app(), "Documents")
-    plan = (
-        "Riverside Community Diagnostic Centre plan\n\n"
-        "The Riverside community diagnostic centre will open 12 new MRI scanners by October 2024, "
-        "funded from the diagnostics capital programme.\n"
-    )
-    at.file_uploader[0].set_value(("../riverside plan.txt", plan.encode(), "text/plain")).run()
+    pdf = (Path(__file__).parent / "fixtures" / "riverside-plan.pdf").read_bytes()
+    at.file_uploader[0].set_value(("../riverside plan.pdf", pdf, "application/pdf")).run()
     [add] = [b for b in at.button if b.label == "Add and index"]
     add.click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert any("Indexed 3 files" in s.value for s in at.success)
     corpus = Path(app_env["ASSISTANT_CORPUS_DIR"])
-    assert (corpus / "riverside plan.txt").is_file()
-    assert any("riverside plan.txt" in m.value for m in at.markdown)
+    assert (corpus / "riverside plan.pdf").is_file()
+    assert any("riverside plan.pdf" in m.value for m in at.markdown)
 
     _go(at, "Chat")
     at.chat_input[0].set_value("How many MRI scanners will the Riverside diagnostic centre open?").run()
     shown = "\n".join(m.value for m in at.chat_message[-1].markdown)
-    assert "12" in shown and "riverside plan.txt" in shown
+    assert "12 new MRI scanners by October 2024" in shown and "riverside plan.pdf" in shown
+    assert "page 2" in shown.lower() or "p. 2" in shown
 
     # Removing it deletes the file and re-indexes without it.
     _go(at, "Documents")
-    [remove] = [b for b in at.button if b.key == "remove_riverside plan.txt"]
+    [remove] = [b for b in at.button if b.key == "remove_riverside plan.pdf"]
     remove.click().run()
-    assert not (corpus / "riverside plan.txt").exists()
+    assert not (corpus / "riverside plan.pdf").exists()
     assert any("Indexed 2 files" in s.value for s in at.success)
 
 
