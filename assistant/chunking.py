@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, field
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+# Bump when chunk text or boundaries change: an index built by another version is rebuilt, not reused.
+CHUNKER_VERSION = 2
+
 MONTHS = "january february march april may june july august september october november december".split()
 # Words after which a wrapped table cell must go on: the next line continues the same cell.
 _CONNECTORS = set(
