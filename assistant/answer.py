@@ -178,7 +178,8 @@ def compose(
     else:
         quotes = best_quotes(question, chunk, weight)
         where = chunk.metadata.get("section") or chunk.metadata.get("title")
-        lines = [f"“{q}” [{n}]" for n, q in enumerate(quotes, start=1)]
+        # One line per quote (verify reads line by line); the citation keeps the exact, wrapped text.
+        lines = [f"“{' '.join(q.split())}” [{n}]" for n, q in enumerate(quotes, start=1)]
         if where and not numbers_in(str(where)):
             lines.append(f"(from “{where}”)")
         return "\n".join(lines), [citation_for(n, chunk, q) for n, q in enumerate(quotes, start=1)]

@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write report.json, results.jsonl and report.html here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
+
+    p = command(
+        "bench", "Measure ingest, query latency, index scale and app start; write bench.json + plots."
+    )
+    p.add_argument("--quick", action="store_true", help="tiny versions of each section (under a minute)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--out", type=Path, default=Path("bench/out"), help="output folder (default bench/out)")
+    p.set_defaults(run=_bench)
     return parser
 
 
@@ -183,6 +191,101 @@ def _print_metrics(report: dict[str, Any]) -> None:
     for key, value in report["metrics"].items():
         table.add_row(key, _fmt(value), _fmt(base.get(key)))
     _console().print(table)
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.bench import run_bench
+
+    err = _console(stderr=True)
+    result = run_bench(
+        args.out, quick=args.quick, log=lambda msg: err.print(f"[dim]{msg}[/dim]"), settings=settings
+    )
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    _print_bench(result)
+    _console().print(f"Wrote {', '.join(result['files'])} to {args.out}/")
+    return 0
+
+
+def _print_bench(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = _console()
+    ing = result["ingest"]
+    table = Table(title="Ingest")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("PDF pages", str(ing["pages"]))
+    table.add_row("pypdf pages/s (1 process)", f"{ing['pages_per_s']:.1f}")
+    par = ing["parallel"]
+    if "speedup" in par:
+        table.add_row(
+            f"pypdf pages/s ({par['workers']} processes)", f"{par['pages_per_s']:.1f} (x{par['speedup']})"
+        )
+    table.add_row("chunks embedded", str(ing["chunks"]))
+    table.add_row("pipeline chunks/s", f"{ing['embed']['pipeline_chunks_per_s']:.1f}")
+    table.add_row("raw sentence-transformers chunks/s", f"{ing['embed']['raw_chunks_per_s']:.1f}")
+    table.add_row("pipeline / raw", f"{ing['embed']['ratio']:.3f}")
+    table.add_row("peak RSS", f"{ing['peak_rss_bytes'] / 1e6:.0f} MB")
+    out.print(table)
+
+    query = result["query"]
+    table = Table(
+        title=f"Query latency, ms ({query['questions']} questions, {query['index']['chunks']} chunks)"
+    )
+    for name in ("callers", "step", "p50", "p95", "p99"):
+        table.add_column(name, justify="left" if name in ("callers", "step") else "right")
+    for label, block in (("1", query["single"]), (str(query["concurrent"]["workers"]), query["concurrent"])):
+        for step in ("retrieve", "answer", "total"):
+            p = block[step]
+            table.add_row(label, step, f"{p['p50']:.1f}", f"{p['p95']:.1f}", f"{p['p99']:.1f}")
+    e = query["embed_query_ms"]
+    table.add_row("1", "query embedding", f"{e['p50']:.1f}", f"{e['p95']:.1f}", f"{e['p99']:.1f}")
+    out.print(table)
+
+    table = Table(title="Scale: dense indexes (single queries, 1 thread)")
+    for name in ("chunks", "index", "params", "build s", "MB", "p50 ms", "p95 ms", "recall@10"):
+        table.add_column(name, justify="left" if name in ("index", "params") else "right")
+    for r in result["scale"]["dense"]:
+        if "skipped" in r:
+            table.add_row(f"{r['n']:,}", r["index"], r["params"], "—", "—", "—", "—", r["skipped"])
+            continue
+        lat = r["latency_ms"]
+        table.add_row(
+            f"{r['n']:,}",
+            r["index"],
+            r["params"],
+            f"{r['build_s']:.1f}",
+            f"{r['bytes'] / 1e6:.0f}",
+            f"{lat['p50']:.2f}",
+            f"{lat['p95']:.2f}",
+            f"{r['recall_at_10']:.3f}",
+        )
+    out.print(table)
+    table = Table(title="Scale: BM25 (bm25s)")
+    for name in ("chunks", "index s", "matrix MB", "RSS growth MB", "p50 ms", "p95 ms"):
+        table.add_column(name, justify="right")
+    for r in result["scale"]["bm25"]:
+        lat = r["latency_ms"]
+        table.add_row(
+            f"{r['n']:,}",
+            f"{r['index_s']:.1f}",
+            f"{r['matrix_bytes'] / 1e6:.0f}",
+            f"{r['rss_growth_bytes'] / 1e6:.0f}",
+            f"{lat['p50']:.2f}",
+            f"{lat['p95']:.2f}",
+        )
+    out.print(table)
+    for note in result["scale"]["notes"]:
+        out.print(f"[yellow]Note:[/yellow] {note}")
+    app = result["app_start"]
+    if "cold" in app:
+        out.print(
+            f"App start to first answer: cold {app['cold']['answered_s']:.1f} s, warm {app['warm']['answered_s']:.1f} s"
+        )
+    else:
+        out.print(f"App start: {app.get('skipped') or app.get('error')}")
 
 
 def _fmt(value: Any) -> str:

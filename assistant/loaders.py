@@ -72,7 +72,8 @@ def load_file(path: Path, max_bytes: int | None = None) -> list[Document]:
         raise DocumentError(path, "empty file (0 bytes)")
     if max_bytes is not None and size > max_bytes:
         raise DocumentError(
-            path, f"{size / 2**20:.0f} MB is over the {max_bytes / 2**20:.0f} MB limit (ASSISTANT_MAX_UPLOAD_MB)"
+            path,
+            f"{size / 2**20:.0f} MB is over the {max_bytes / 2**20:.0f} MB limit (ASSISTANT_MAX_UPLOAD_MB)",
         )
     sha = file_sha256(path)
     if suffix == ".pdf":

@@ -161,7 +161,10 @@ class HybridRetriever(BaseRetriever):
     sparse: Sparse
     k: int = 5
     fetch_k: int = 40
-    weights: tuple[float, float] = (0.5, 0.5)
+    # (dense, BM25) weights and the RRF constant, calibrated on eval/qa (objectives + pdf sets):
+    # BM25 matters more on these documents, whose figures and abbreviations embed poorly.
+    weights: tuple[float, float] = (0.3, 0.7)
+    rrf_c: int = 10
     fusion: Any = None
     columns: dict[str, np.ndarray] = {}
     source_pairs: dict[str, set[tuple[str, str]]] = {}
@@ -199,7 +202,7 @@ class HybridRetriever(BaseRetriever):
         # Only its weighted_reciprocal_rank is used: our two sides take filters, which EnsembleRetriever
         # does not pass on to its retrievers.
         retriever.fusion = EnsembleRetriever.model_construct(
-            retrievers=[], weights=list(retriever.weights), c=60, id_key="chunk_id"
+            retrievers=[], weights=list(retriever.weights), c=retriever.rrf_c, id_key="chunk_id"
         )
         return retriever
 

@@ -31,7 +31,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from assistant import __version__
-from assistant.chunking import chunk_documents, targets_to_json
+from assistant.chunking import CHUNKER_VERSION, chunk_documents, targets_to_json
 from assistant.config import Settings
 from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
 from assistant.loaders import Skipped, file_sha256, find_files, load_file
@@ -40,8 +40,12 @@ from assistant.loaders import Skipped, file_sha256, find_files, load_file
 warnings.filterwarnings("ignore", message=".*langchain-community.*", category=DeprecationWarning)
 
 FORMAT = 1
+# Measured by `nhs-assistant bench` (docs/PERFORMANCE.md): exact search costs ~0.15 ms per 1,000 vectors
+# on one core, so above ~30k chunks it would eat the query budget left after the ~20 ms query embedding.
+# HNSW (M=32) reached recall@10 >= 0.95 at efSearch 128 in well under 1 ms; IVF is faster still but
+# Index.search's pre-ranking filter (SearchParameters + IDSelector) is not accepted by IndexIVF.
 HNSW_M = 32
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 128
 HNSW_EF_CONSTRUCTION = 80
 
 Progress = Callable[[str, int, int], None]
@@ -133,6 +137,7 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | No
         "embedding_model": model or settings.embedding_model,
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
+        "chunker": CHUNKER_VERSION,
         "format": FORMAT,
     }
     diffs = [
@@ -388,6 +393,7 @@ def _write_build(
         "dimension": int(vectors.shape[1]),
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
+        "chunker": CHUNKER_VERSION,
         "splitter": "table rows + RecursiveCharacterTextSplitter",
         "index_type": kind,
         "count": len(chunks),
