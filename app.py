@@ -191,15 +191,25 @@ def chat_page() -> None:
     with st.chat_message("user"):
         st.markdown(_md(question))
     with st.chat_message("assistant"):
+        mode = st.session_state.get("mode", "extractive")
+        draft = st.empty()  # generative mode: the model's tokens as they come, replaced by the checked answer
+        streamed: list[str] = []
+
+        def on_token(token: str) -> None:
+            streamed.append(token)
+            draft.markdown(_md("".join(streamed)) + " ▌")
+
         try:
             with st.spinner("Searching the documents…"):
                 answer = chain.ask(
                     question,
                     history=history or None,
                     filters=current_filters(),
-                    mode=st.session_state.get("mode", "extractive"),
+                    mode=mode,
                     k=st.session_state.get("k"),
+                    on_token=on_token if mode == "generative" else None,
                 )
+            draft.empty()
         except AssistantError as err:
             message = {"role": "assistant", "content": str(err), "error": True}
         else:

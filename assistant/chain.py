@@ -39,6 +39,7 @@ class Chain:
         self._model = model
         self._lock = threading.Lock()
         self._state: tuple[Index, HybridRetriever, dict[str, dict[str, Any]]] | None = None
+        self._chat_model: Any = None
         self.runnable: Runnable[dict[str, Any], Answer] = (
             RunnableLambda(self._prepare) | RunnableLambda(self._retrieve) | RunnableLambda(self._respond)
         )
@@ -70,11 +71,33 @@ class Chain:
         filters: dict[str, list[str]] | None = None,
         mode: str = "extractive",
         k: int | None = None,
+        on_token: Callable[[str], None] | None = None,
     ) -> Answer:
-        """Answer `question`; `history` is the chat so far ({"role", "content"} dicts)."""
+        """Answer `question`; `history` is the chat so far ({"role", "content"} dicts).
+
+        In generative mode the model's tokens stream to `on_token`; the returned answer is the verified
+        one (or the extractive answer when verification removes a figure).
+        """
         return self.runnable.invoke(
-            {"question": question, "history": history, "filters": filters, "mode": mode, "k": k}
+            {
+                "question": question,
+                "history": history,
+                "filters": filters,
+                "mode": mode,
+                "k": k,
+                "on_token": on_token,
+            }
         )
+
+    def chat_model(self) -> Any:
+        """The generative model (ASSISTANT_LLM), loaded once per chain."""
+        if self._chat_model is None:
+            with self._lock:
+                if self._chat_model is None:
+                    from assistant.llm import load_chat_model
+
+                    self._chat_model = load_chat_model(self.settings)
+        return self._chat_model
 
     # --- steps ------------------------------------------------------------------------------------
 
@@ -84,9 +107,9 @@ class Chain:
             raise QuestionError("The question is empty; type a question about the planning documents.")
         if state["mode"] not in MODES:
             raise ConfigError(f"mode ({state['mode']!r}) must be one of {', '.join(MODES)}.")
-        if state["mode"] == "generative":
+        if state["mode"] == "generative" and self.settings.llm == "none":
             raise ConfigError(
-                "Generative mode is not available in this build; use --mode extractive (the default)."
+                "Generative mode needs a model: set ASSISTANT_LLM=gguf (local) or openai, or use extractive mode."
             )
         notices = []
         limit = self.settings.max_question_chars
@@ -139,6 +162,8 @@ class Chain:
             text, refused, citations, trace["route"] = self._extract(
                 question, state["query"], state["keywords"], hits, by_chunk
             )
+            if state["mode"] == "generative" and not refused:
+                text, citations, trace["generative"] = self._generate(state, hits, chunks, text, citations)
             if citations:  # the chunk the answer stands on ranks first (second-stage re-ranking)
                 first = citations[0].chunk_id
                 hits = sorted(hits, key=lambda h: h.chunk.metadata["chunk_id"] != first)
@@ -169,6 +194,26 @@ class Chain:
             },
             trace=trace,
         )
+
+    def _generate(
+        self,
+        state: dict[str, Any],
+        hits: list[Hit],
+        chunks: dict[str, Any],
+        extractive: str,
+        extractive_citations: list[answers.Citation],
+    ) -> tuple[str, list[answers.Citation], dict[str, Any]]:
+        """The model's answer, verified; the extractive one when verification drops a figure."""
+        from assistant.llm import generate
+
+        sources = [h.chunk for h in hits]
+        raw, cited = generate(state["question"], sources, self.chat_model(), state["on_token"])
+        text, kept = answers.verify(raw, cited, chunks)
+        lost = answers.numbers_in(raw) - answers.numbers_in(text)
+        if not kept or lost:
+            reason = f"unverifiable figures {sorted(lost)}" if lost else "no verifiable citation"
+            return extractive, extractive_citations, {"raw": raw, "fallback": reason}
+        return text, kept, {"raw": raw, "fallback": None}
 
     def _extract(
         self,

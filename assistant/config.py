@@ -33,7 +33,7 @@ class Settings:
     max_question_chars: int = 1000
     feedback_db: Path = Path("feedback.sqlite3")
     llm: str = "none"
-    gguf_model: str = "qwen2.5-coder-0.5b"
+    gguf_model: str = "qwen2.5-coder-1.5b"
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "nhs-assistant")
 
     def __post_init__(self) -> None:

@@ -233,3 +233,23 @@ def test_missing_index_offers_to_build_it(
         assert "76%" in "\n".join(m.value for m in at.chat_message[1].markdown)
     finally:
         st.cache_resource.clear()
+
+
+@pytest.mark.slow
+def test_generative_mode_in_the_app_answers_with_a_checked_citation(
+    app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import streamlit as st
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASSISTANT_LLM", "gguf")
+        mp.setenv("ASSISTANT_MODEL_CACHE_DIR", str(tmp_path_factory.mktemp("models")))
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(APP), default_timeout=300).run()
+        at.sidebar.radio(key="mode").set_value("generative").run()
+        at.chat_input[0].set_value("What's the ARRS recruitment target?").run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = "\n".join(m.value for m in at.chat_message[-1].markdown)
+        assert "26,000" in shown
+        assert "nhs-national-objectives-2023-24" in "\n".join(m.value for m in at.expander[0].markdown)
+    st.cache_resource.clear()
