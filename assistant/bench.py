@@ -603,12 +603,6 @@ def choose_index(dense: list[dict[str, Any]]) -> dict[str, Any]:
 # --- 4. app start ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -621,16 +615,65 @@ CHROMIUM_ARGS = [
 ]
 
 
+def start_app(port: int, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    """`streamlit run app.py` on 127.0.0.1:`port`, headless, output to `log` (also used by the e2e test)."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "streamlit"),
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            # No rerun banner when files change under a running measurement or test.
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    """Wait until the Streamlit server answers its health check."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {server.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def time_app_start(index_dir: Path, work: Path) -> dict[str, float]:
     """Seconds from `streamlit run app.py` to the first answered question in headless chromium."""
-    import urllib.request
 
     from playwright.sync_api import expect, sync_playwright
 
     chromium = shutil.which("chromium")
     if chromium is None:
         raise RuntimeError("chromium is not installed; run `make browser`")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = os.environ | {
         "OMP_NUM_THREADS": "1",
@@ -644,39 +687,9 @@ def time_app_start(index_dir: Path, work: Path) -> dict[str, float]:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         log = (work / f"streamlit-{port}.log").open("wb")
         t0 = time.perf_counter()
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "streamlit"),
-                "run",
-                "app.py",
-                "--server.headless",
-                "true",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--browser.gatherUsageStats",
-                "false",
-                "--server.fileWatcherType",
-                "none",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        server = start_app(port, env, log)
         try:
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with code {server.returncode}")
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.05)
-                if time.perf_counter() - t0 > 120:
-                    raise TimeoutError("streamlit did not start within 120 s")
+            wait_healthy(url, server, timeout=120)
             healthy = time.perf_counter() - t0
             page = browser.new_page()
             page.goto(url)
