@@ -244,10 +244,18 @@ class Chain:
             missing = wanted - questions.specifics(_evidence_text(hits[0].chunk))
             reason = f"The planning documents don't state this for {', '.join(sorted(missing))}."
             return answers.refusal(reason, closest), True, [], "figure not in evidence"
-        top = covering[0].chunk
         weight = self._loaded()[1].term_weight
-        text, citations = answers.compose(keywords, top, by_chunk.get(top.metadata["chunk_id"]), weight)
-        return text, False, citations, "extractive"
+        for hit in covering:
+            chunk = hit.chunk
+            text, citations = answers.compose(
+                keywords, chunk, by_chunk.get(chunk.metadata["chunk_id"]), weight
+            )
+            quoted = set().union(*(questions.specifics(c.quote) for c in citations))
+            # A question asking for a figure is not answered by quotes that hold none beyond its own.
+            if not questions.asks_for_a_figure(question) or quoted - wanted:
+                return text, False, citations, "extractive"
+        reason = "The planning documents don't give a figure for this."
+        return answers.refusal(reason, closest), True, [], "no figure in evidence"
 
 
 def _lexical_support(query: str, chunk: Any, weight: Callable[[str], float]) -> float:

@@ -78,18 +78,49 @@ def rewrite_follow_up(question: str, history: list[dict[str, str]] | None) -> st
     return question
 
 
+_LABELLED = re.compile(
+    r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type)\s+(\d+)\b"
+)
+_QUANTITY = re.compile(
+    r"\bhow (?:many|much|big|large|long|quickly|fast)\b|\bby how much\b"
+    r"|\bwhat\b(?:\s+[\w&-]+){0,2}\s+(?:rate|percentage|proportion|share|level|number|figure|size)\b",
+    re.I,
+)
+
+
 def specifics(text: str) -> set[str]:
     """Numbers a question pins down (digits; number words and years included), for the coverage check.
+
+    A number after a label ("cat 1", "stage 2", "band 5") is kept with its label, so "category 2" in a
+    document does not answer a question about category 1.
 
     >>> sorted(specifics("the 6-week wait for 2025/26"))
     ['2025', '26', '6']
     >>> sorted(specifics("six weeks"))
     ['6']
+    >>> sorted(specifics("the cat 1 response target")), sorted(specifics("Improve category 2 response"))
+    (['category 1'], ['category 2'])
     """
     lowered = text.lower()
     for word, digit in _WORD_NUMBERS.items():
         lowered = re.sub(rf"\b{word}\b", digit, lowered)
-    return {n.replace(",", "") for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lowered)}
+    found = set()
+    for label, number in _LABELLED.findall(lowered):
+        label = {"cat": "category", "categories": "category"}.get(label, label.rstrip("s"))
+        found.add(f"{label} {number}")
+    lowered = _LABELLED.sub(" ", lowered)
+    return found | {n.replace(",", "") for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lowered)}
+
+
+def asks_for_a_figure(question: str) -> bool:
+    """Whether the question asks for a quantity ("how many", "what percentage", "what ... rate").
+
+    >>> asks_for_a_figure("What recovery rate should IAPT services achieve?")
+    True
+    >>> asks_for_a_figure("Is there an objective for perinatal mental health?")
+    False
+    """
+    return bool(_QUANTITY.search(question))
 
 
 @dataclass(frozen=True)
