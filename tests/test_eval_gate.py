@@ -1,7 +1,7 @@
 """The CI gate (issue 4): the bundled objectives set, on the default corpus, through the real CLI.
 
 The issue's floor was hit@5 >= 0.95, fact_recall >= 0.9, refusal_accuracy >= 0.8; tightened as the
-system improved (measured 2026-11-23: hit@1 0.911, hit@5 1.0, fact_recall 0.964, refusal 0.867).
+system improved (measured 2026-11-23: hit@1 0.911, hit@5 1.0, fact_recall 0.964, refusal 0.933).
 Thresholds only ever tighten.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GATE = {"hit@1": 0.875, "hit@5": 0.95, "fact_recall": 0.93, "refusal_accuracy": 0.85}
+GATE = {"hit@1": 0.875, "hit@5": 0.95, "fact_recall": 0.93, "refusal_accuracy": 0.9}
 
 
 def _eval(*args: str) -> subprocess.CompletedProcess[str]:
