@@ -25,7 +25,7 @@ class Settings:
     chunk_size: int = 800
     chunk_overlap: int = 120
     k: int = 5
-    # Below this many chunks the FAISS index is exact (flat); above it, HNSW (see docs/PERFORMANCE.md).
+    # Below this many chunks the FAISS index is exact (flat); above it, IVF (see docs/PERFORMANCE.md).
     exact_index_max: int = 30_000
     # Top fused evidence below this is refused as "not in the documents"; calibrated on eval/qa (issue 3).
     refusal_threshold: float = 0.35

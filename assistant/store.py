@@ -40,13 +40,17 @@ from assistant.loaders import Skipped, file_sha256, find_files, load_file
 warnings.filterwarnings("ignore", message=".*langchain-community.*", category=DeprecationWarning)
 
 FORMAT = 1
-# Measured by `nhs-assistant bench` (docs/PERFORMANCE.md): exact search costs ~0.15 ms per 1,000 vectors
-# on one core, so above ~30k chunks it would eat the query budget left after the ~20 ms query embedding.
-# HNSW (M=32) reached recall@10 >= 0.95 at efSearch 128 in well under 1 ms; IVF is faster still but
-# Index.search's pre-ranking filter (SearchParameters + IDSelector) is not accepted by IndexIVF.
-HNSW_M = 32
-HNSW_EF_SEARCH = 128
-HNSW_EF_CONSTRUCTION = 80
+# Measured by `nhs-assistant bench` (docs/PERFORMANCE.md): exact search costs ~0.11-0.15 ms per 1,000
+# vectors per query on one core, so above ~30k chunks it would eat the budget left after the ~20 ms query
+# embedding. Above that: IVF. At 1M chunks IndexIVFFlat(nlist=4000) at nprobe 64 measured p50 7.1 ms,
+# recall@10 0.967, 1.55 GB - the target (p50 <= 20 ms, recall >= 0.95, <= 2.5 GB). HNSW was not chosen:
+# its 1M build did not fit the benchmark's time here and its recall on random vectors was 0.45.
+IVF_NPROBE = 64
+IVF_LISTS_PER_SQRT = 4  # nlist = 4 * sqrt(n), as measured
+IVF_TRAIN_PER_LIST = 64  # training sample: 64 vectors per list (seeded), enough for k-means here
+# With a filter, IVF can miss allowed chunks outside the probed lists; up to this many allowed chunks
+# we rank them exactly instead, so a selective filter still returns k results.
+FILTER_EXACT_MAX = 50_000
 
 Progress = Callable[[str, int, int], None]
 
@@ -97,10 +101,16 @@ class Index:
         if allowed is not None and len(allowed) == 0:
             return []
         params = None
+        ivf = isinstance(self.faiss_index, faiss.IndexIVF)
+        if allowed is not None and ivf and len(allowed) <= FILTER_EXACT_MAX:
+            ids = np.asarray(allowed, dtype="int64")
+            scores = self.faiss_index.reconstruct_batch(ids) @ vector.reshape(-1)
+            top = np.argsort(-scores)[:k]
+            return [(int(ids[i]), float(scores[i])) for i in top]
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype="int64"))
-            if isinstance(self.faiss_index, faiss.IndexHNSW):
-                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(HNSW_EF_SEARCH, k))
+            if ivf:
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=self.faiss_index.nprobe)
             else:
                 params = faiss.SearchParameters(sel=selector)
         scores, ids = self.faiss_index.search(vector.reshape(1, -1), k, params=params)
@@ -164,6 +174,8 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
     build = settings.index_dir / "builds" / manifest["build"]
     try:
         faiss_index = faiss.read_index(str(build / "index.faiss"))
+        if isinstance(faiss_index, faiss.IndexIVF) and faiss_index.direct_map.type == faiss.DirectMap.NoMap:
+            faiss_index.make_direct_map()
         records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
         targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
     except (OSError, RuntimeError, ValueError) as err:
@@ -186,7 +198,7 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
 
 
 def make_faiss_index(vectors: np.ndarray, exact_max: int) -> tuple[Any, str]:
-    """Exact inner-product search up to `exact_max` vectors, HNSW above it (see docs/PERFORMANCE.md)."""
+    """Exact inner-product search up to `exact_max` vectors, IVF above it (see docs/PERFORMANCE.md)."""
     faiss = _faiss()
 
     dim = vectors.shape[1]
@@ -194,12 +206,17 @@ def make_faiss_index(vectors: np.ndarray, exact_max: int) -> tuple[Any, str]:
         index = faiss.IndexFlatIP(dim)
         kind = "IndexFlatIP"
     else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-        kind = f"IndexHNSWFlat(M={HNSW_M},efSearch={HNSW_EF_SEARCH})"
+        nlist = max(1, int(IVF_LISTS_PER_SQRT * len(vectors) ** 0.5))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).permutation(len(vectors))[: nlist * IVF_TRAIN_PER_LIST]
+        index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype="float32"))
+        index.nprobe = min(IVF_NPROBE, nlist)
+        kind = f"IndexIVFFlat(nlist={nlist},nprobe={index.nprobe})"
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype="float32"))
+    if kind.startswith("IndexIVF"):
+        index.make_direct_map()  # reconstruct() by position: filtered search and re-scoring use it
     return index, kind
 
 

@@ -150,3 +150,19 @@ def test_real_model_ranks_the_right_row_first(corpus_index: Path) -> None:
     index = load_index(settings)
     hits = index.search(index.embed_query("bed occupancy for adult general and acute beds"), k=3)
     assert "92%" in index.chunks[hits[0][0]].page_content
+
+
+def test_large_index_is_ivf_and_filters_still_return_k(tmp_path: Path, corpus: Path) -> None:
+    import numpy as np
+
+    settings = Settings(index_dir=tmp_path / "index", exact_index_max=10)
+    report = _build(corpus, settings)
+    assert report.index_type.startswith("IndexIVFFlat(")
+    manifest = json.loads((settings.index_dir / "manifest.json").read_text())
+    assert manifest["index_type"] == report.index_type
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    vector = np.asarray(index.faiss_index.reconstruct(7), dtype="float32")
+    assert index.search(vector, 3)[0][0] == 7  # a stored vector finds itself
+    rows = np.array([i for i, c in enumerate(index.chunks) if c.metadata["area"] == "Mental health"])
+    hits = index.search(vector, 5, allowed=rows)
+    assert len(hits) == 5 and {i for i, _ in hits} <= set(rows.tolist())
