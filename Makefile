@@ -18,7 +18,7 @@ index: $(STAMP)
 	test -f index/manifest.json || $(BIN)/nhs-assistant ingest
 
 run: index
-	$(BIN)/streamlit run app.py --server.headless true --browser.gatherUsageStats false
+	$(BIN)/streamlit run app.py --server.headless true --browser.gatherUsageStats false --browser.serverAddress localhost
 
 # The end-to-end test drives Debian's chromium; install it when missing (CI runs as root).
 browser:
