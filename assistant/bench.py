@@ -641,6 +641,17 @@ def start_app(port: int, env: dict[str, str], log: Any) -> subprocess.Popen[byte
     )
 
 
+def stop_app(server: subprocess.Popen[bytes], log: Any) -> None:
+    """Stop a server from `start_app` (terminate, then kill after 15 s) and close its log."""
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    log.close()
+
+
 def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 90) -> None:
     """Wait until the Streamlit server answers its health check."""
     import urllib.request
@@ -702,13 +713,7 @@ def time_app_start(index_dir: Path, work: Path) -> dict[str, float]:
             answered = time.perf_counter() - t0
         finally:
             browser.close()
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            log.close()
+            stop_app(server, log)
     return {
         "healthy_s": round(healthy, 2),
         "input_ready_s": round(ready, 2),

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from assistant.bench import CHROMIUM_ARGS, free_port, start_app, wait_healthy
+from assistant.bench import CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
@@ -79,11 +78,5 @@ def test_browser_asks_and_sees_a_cited_answer(
             finally:
                 browser.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        stop_app(server, log)
     assert SCREENSHOT.stat().st_size > 10_000
