@@ -136,8 +136,19 @@ def _load_text(path: Path, *, markdown: bool) -> list[Document]:
     if not text.strip():
         raise DocumentError(path, "no text in file")
     heading = re.search(r"^#{1,6}\s+(.+)$", text, re.M) if markdown else None
-    title = heading.group(1).strip() if heading else _first_line(text) or path.stem
+    title = heading.group(1).strip() if heading else _named_line(text, path) or _first_line(text) or path.stem
     return [Document(page_content=text, metadata={"title": title, "page": None})]
+
+
+def _named_line(text: str, path: Path) -> str | None:
+    """The first short line sharing two words with the file name: text saved from a web page often
+    starts with site furniture ("This site is intended for...") before its real title."""
+    named = {w for w in re.findall(r"[a-z]{3,}", path.stem.lower())}
+    for line in text.splitlines()[:60]:
+        words = set(re.findall(r"[a-z]{3,}", line.lower()))
+        if 0 < len(line.strip()) <= 120 and len(words & named) >= 2:
+            return line.strip()
+    return None
 
 
 def _first_line(text: str) -> str | None:

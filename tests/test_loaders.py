@@ -97,3 +97,11 @@ def test_load_corpus_skips_bad_files_and_keeps_the_rest() -> None:
         "unsupported.xyz",
     } <= skipped_names
     assert {"real-3-pages.pdf", "tables.docx", "cp1252-notes.txt"} <= {d.metadata["source"] for d in docs}
+
+
+def test_text_title_is_the_line_the_file_is_named_after() -> None:
+    root = Path(__file__).resolve().parents[1] / "corpus"
+    (plan,) = load_file(root / "nhs-business-plan-2023-24-breakdown.txt")
+    assert plan.metadata["title"] == "Our Breakdown of the NHS Business Plan 2023/24"
+    (objectives,) = load_file(root / "nhs-national-objectives-2023-24.txt")
+    assert objectives.metadata["title"] == "National NHS objectives 2023/24"
