@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,15 +99,6 @@ def load_corpus(paths: Iterable[Path]) -> tuple[list[Document], list[Skipped]]:
         except DocumentError as err:
             skipped.append(Skipped(path, err.reason))
     return docs, skipped
-
-
-def iter_loaded(paths: Iterable[Path]) -> Iterator[tuple[Path, list[Document] | Skipped]]:
-    """Like load_corpus, one file at a time, for progress bars."""
-    for path in find_files(paths):
-        try:
-            yield path, load_file(path)
-        except DocumentError as err:
-            yield path, Skipped(path, err.reason)
 
 
 def decode_text(data: bytes, path: Path) -> str:

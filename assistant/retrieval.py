@@ -6,6 +6,7 @@ BM25 with a weight mask - so a selective filter still returns k results.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -91,10 +92,15 @@ def _stem(word: str) -> str:
     return str(_STEMMER.stemWord(word))
 
 
-def _content_words(text: str) -> list[str]:
+@functools.cache
+def _stopwords() -> frozenset[str]:
     import bm25s.stopwords
 
-    stop = set(bm25s.stopwords.STOPWORDS_EN) | _QUESTION_WORDS
+    return frozenset(bm25s.stopwords.STOPWORDS_EN) | _QUESTION_WORDS
+
+
+def _content_words(text: str) -> list[str]:
+    stop = _stopwords()
     return [_stem(w) for w in re.findall(r"[a-z0-9&]+", text.lower()) if w not in stop]
 
 

@@ -14,6 +14,7 @@ point leaves the previous index loadable.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -84,6 +85,11 @@ class Index:
     targets: list[dict[str, Any]]
     manifest: dict[str, Any]
     embeddings: Embeddings
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, Document]:
+        """Chunks by chunk_id (built once per loaded index)."""
+        return {str(c.metadata["chunk_id"]): c for c in self.chunks}
 
     @property
     def faiss_index(self) -> Any:
