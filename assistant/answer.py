@@ -7,6 +7,7 @@ dropped, and a sentence of the answer holding a number that no cited quote holds
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -151,7 +152,12 @@ def best_quotes(
 
     units = quote_units(chunk)
     wanted = set(stems(question))
-    scores = [sum(weight(w) for w in wanted & set(stems(u))) for u in units]
+    words = [wanted & set(stems(u)) for u in units]
+    # A word in every unit (the chunk's topic, "maternity") tells them apart less than a word in one.
+    spread = {w: sum(w in ws for ws in words) for w in wanted}
+    scores = [sum(weight(w) * math.log(1 + len(units) / spread[w]) for w in ws) for ws in words]
+    # A lead-in ("... focuses on two main priorities:") introduces the answer rather than giving it.
+    scores = [s / 2 if u.rstrip().endswith(":") else s for s, u in zip(scores, units, strict=True)]
     best = max(scores)
     ranked = sorted(range(len(units)), key=lambda i: (-scores[i], i))
     chosen = [i for i in ranked[:most] if best > 0 and scores[i] >= 0.6 * best] or ranked[:1]

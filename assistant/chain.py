@@ -11,6 +11,7 @@ per process; a Chain is safe to call from many threads (it holds no per-call sta
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from assistant import questions
 from assistant.answer import Answer, Retrieved
 from assistant.config import MODES, Settings
 from assistant.errors import ConfigError, QuestionError
-from assistant.retrieval import Hit, HybridRetriever, stems
+from assistant.retrieval import GLOSSARY, Hit, HybridRetriever, stems
 from assistant.store import Index, load_index
 
 
@@ -244,7 +245,17 @@ class Chain:
             missing = wanted - questions.specifics(_evidence_text(hits[0].chunk))
             reason = f"The planning documents don't state this for {', '.join(sorted(missing))}."
             return answers.refusal(reason, closest), True, [], "figure not in evidence"
-        weight = self._loaded()[1].term_weight
+        # A rare abbreviation the question names ("IAPT") is its subject: a passage without it (or its
+        # expansion) answers something else - never acceptable when a figure is asked for.
+        rare = 0.05 * len(retriever.index.chunks)
+        subjects = [a for a in questions.acronyms(query) if retriever.doc_freq.get(a, 0) <= rare]
+        on_topic = [h for h in covering if all(_mentions(h.chunk, a) for a in subjects)]
+        figure = questions.asks_for_a_figure(question)
+        covering = on_topic if figure else on_topic + [h for h in covering if h not in on_topic]
+        # "How many more appointments": prefer the passage that puts a number on appointments.
+        if things := questions.counted_things(query):
+            covering.sort(key=lambda h: not questions.counts(h.chunk.page_content, things))
+        weight = retriever.term_weight
         for hit in covering:
             chunk = hit.chunk
             text, citations = answers.compose(
@@ -252,7 +263,7 @@ class Chain:
             )
             quoted = set().union(*(questions.specifics(c.quote) for c in citations))
             # A question asking for a figure is not answered by quotes that hold none beyond its own.
-            if not questions.asks_for_a_figure(question) or quoted - wanted:
+            if not figure or quoted - wanted:
                 return text, False, citations, "extractive"
         reason = "The planning documents don't give a figure for this."
         return answers.refusal(reason, closest), True, [], "no figure in evidence"
@@ -263,6 +274,19 @@ def _lexical_support(query: str, chunk: Any, weight: Callable[[str], float]) -> 
     wanted = set(stems(query))
     total = sum(weight(w) for w in wanted)
     return sum(weight(w) for w in wanted & set(stems(chunk.page_content))) / total if total else 0.0
+
+
+def _mentions(chunk: Any, abbreviation: str) -> bool:
+    """Whether a chunk names an abbreviation or every word of its expansion ("talking therapies")."""
+    text = _evidence_text(chunk).lower()
+    if re.search(rf"(?<![\w&]){re.escape(abbreviation)}(?![\w&])", text):
+        return True
+    expansion = GLOSSARY.get(abbreviation, "")
+    # the expansion's own abbreviations are synonyms ("ED" -> "A&E"); its words must all be there
+    if any(_mentions(chunk, a) for a in questions.acronyms(expansion) if a != abbreviation):
+        return True
+    words = set(stems(expansion)) - {a for a in questions.acronyms(expansion)}
+    return bool(words) and words <= set(stems(text))
 
 
 def _evidence_text(chunk: Any) -> str:

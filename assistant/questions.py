@@ -78,6 +78,9 @@ def rewrite_follow_up(question: str, history: list[dict[str, str]] | None) -> st
     return question
 
 
+# A number word pins a figure only as a measure ("six weeks"), not as a count of what is asked for
+# ("the two scenarios").
+_UNIT = r"(?:hours?|days?|weeks?|months?|years?|minutes?|per cent|percent|million|billion|thousand)\b"
 _LABELLED = re.compile(
     r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type)\s+(\d+)\b"
 )
@@ -96,20 +99,66 @@ def specifics(text: str) -> set[str]:
 
     >>> sorted(specifics("the 6-week wait for 2025/26"))
     ['2025', '26', '6']
-    >>> sorted(specifics("six weeks"))
-    ['6']
+    >>> sorted(specifics("six weeks")), sorted(specifics("the two scenarios")), specifics("COVID-19")
+    (['6'], [], set())
+    >>> sorted(specifics("nhs-business-plan-2023-24.txt"))
+    ['2023', '24']
     >>> sorted(specifics("the cat 1 response target")), sorted(specifics("Improve category 2 response"))
     (['category 1'], ['category 2'])
     """
     lowered = text.lower()
     for word, digit in _WORD_NUMBERS.items():
-        lowered = re.sub(rf"\b{word}\b", digit, lowered)
+        lowered = re.sub(rf"\b{word}\b(?=[\s-]+{_UNIT})", digit, lowered)
     found = set()
     for label, number in _LABELLED.findall(lowered):
         label = {"cat": "category", "categories": "category"}.get(label, label.rstrip("s"))
         found.add(f"{label} {number}")
     lowered = _LABELLED.sub(" ", lowered)
+    lowered = re.sub(r"(?<![\w-])[a-z]+-\d+\b(?![-/]\d)", " ", lowered)  # numbers inside names ("COVID-19") are not figures
     return found | {n.replace(",", "") for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lowered)}
+
+
+_COUNTED = re.compile(r"\bhow many (?:more |additional |extra |new )?((?:[\w&-]+ ){0,3}[\w&-]+)", re.I)
+
+
+def counted_things(question: str) -> list[str]:
+    """Stems of what a "how many ..." question counts.
+
+    >>> counted_things("How many more general practice appointments?")
+    ['general', 'practic', 'appoint']
+    """
+    from assistant.retrieval import stems
+
+    match = _COUNTED.search(question)
+    return stems(match.group(1)) if match else []
+
+
+def counts(text: str, things: list[str], window: int = 3) -> bool:
+    """Whether `text` puts a number just before one of `things` ("50 million more appointments").
+
+    >>> counts("deliver 50 million more appointments", ["appoint"]), counts("within two weeks", ["appoint"])
+    (True, False)
+    """
+    from assistant.retrieval import stems
+
+    words = re.findall(r"[\w&%.,-]+", text.lower())
+    for i, word in enumerate(words):
+        if re.fullmatch(r"[£$]?\d[\d,.]*%?", word) or word in _WORD_NUMBERS:
+            if set(stems(" ".join(words[i + 1 : i + 1 + window]))) & set(things):
+                return True
+    return False
+
+
+_ACRONYM = re.compile(r"\b[A-Z][A-Z&]{1,5}(?=s?\b)")
+
+
+def acronyms(question: str) -> list[str]:
+    """Abbreviations the question names, lower-cased ("IAPT", "A&E"): they name its subject.
+
+    >>> acronyms("What recovery rate should IAPT services achieve in A&E?")
+    ['iapt', 'a&e']
+    """
+    return [a.lower() for a in _ACRONYM.findall(question)]
 
 
 def asks_for_a_figure(question: str) -> bool:
