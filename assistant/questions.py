@@ -114,7 +114,8 @@ def specifics(text: str) -> set[str]:
         label = {"cat": "category", "categories": "category"}.get(label, label.rstrip("s"))
         found.add(f"{label} {number}")
     lowered = _LABELLED.sub(" ", lowered)
-    lowered = re.sub(r"(?<![\w-])[a-z]+-\d+\b(?![-/]\d)", " ", lowered)  # numbers inside names ("COVID-19") are not figures
+    # numbers inside names ("COVID-19") are not figures
+    lowered = re.sub(r"(?<![\w-])[a-z]+-\d+\b(?![-/]\d)", " ", lowered)
     return found | {n.replace(",", "") for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lowered)}
 
 
