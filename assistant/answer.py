@@ -132,16 +132,62 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s and len(s.strip()) > 2]
 
 
+# A line of a table as PDF text gives it: numbers at its end ("Health records 12,610 12,315 -295 -2%").
+_NUMBER_ROW = re.compile(r"(?:^|\s)(?:[+\-–]?[£$]?\d[\d,.]*%?\s+){1,}[+\-–]?[£$]?\d[\d,.]*%?\s*$")
+
+
+def table_rows(body: str) -> list[str]:
+    r"""The rows of a table in PDF text: each line of figures with the label lines above it.
+
+    pypdf gives a table row as its label, sometimes wrapped or a blank line away, then the figures; no
+    library rejoins them from text, so this does. Fewer than three lines of figures is not a table.
+
+    >>> table_rows("Area Size Demand\nClinical coding\n \n3,560 3,101\nHealth\nrecords\n12,610 12,315\nTotal 4 5")
+    ['Clinical coding\n \n3,560 3,101', 'Health\nrecords\n12,610 12,315', 'Total 4 5']
+    """
+    lines = body.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    numbered = [i for i, line in enumerate(lines) if _NUMBER_ROW.search(line)]
+    if len(numbered) < 3:
+        return []
+    rows = []
+    for j, i in enumerate(numbered):
+        first, taken = i, 0
+        floor = numbered[j - 1] if j else -1
+        # above the first row is the header, so it takes one label line; later rows up to four
+        while first - 1 > floor and taken < (4 if j else 1):
+            above = lines[first - 1].strip()
+            if not above and taken:
+                break
+            first -= 1
+            taken += bool(above)
+        while not lines[first].strip():
+            first += 1
+        rows.append(body[offsets[first] : offsets[i] + len(lines[i])].strip())
+    return rows
+
+
 def quote_units(chunk: Document) -> list[str]:
-    """What a prose chunk can be quoted by: its paragraphs when it has several, else its sentences."""
+    """What a chunk can be quoted by: its table rows, paragraphs when it has several, else sentences."""
+    lead, rows = _units(chunk)
+    return lead + rows
+
+
+def _units(chunk: Document) -> tuple[list[str], list[str]]:
+    """A chunk's quotable units, and separately its table rows (if any)."""
     body = chunk.page_content
     section = chunk.metadata.get("section")
     if section and body.startswith(f"{section}\n"):
         body = body[len(section) + 1 :]
+    if rows := table_rows(body):
+        before = body[: body.index(rows[0])]
+        return (sentences(before) if before.strip() else []), rows
     paragraphs = [p.strip() for p in re.split(r"\n[ \t]*\n", body) if len(p.strip()) > 2]
     if len(paragraphs) > 1 and all(len(p) <= 400 for p in paragraphs):
-        return paragraphs
-    return sentences(body) or [body.strip()]
+        return paragraphs, []
+    return sentences(body) or [body.strip()], []
 
 
 def best_quotes(
@@ -150,7 +196,8 @@ def best_quotes(
     """The units of a prose chunk that best match the question, rare words weighing more (text order)."""
     from assistant.retrieval import stems
 
-    units = quote_units(chunk)
+    lead, rows = _units(chunk)
+    units = lead + rows
     wanted = set(stems(question))
     words = [wanted & set(stems(u)) for u in units]
     # A word in every unit (the chunk's topic, "maternity") tells them apart less than a word in one.
@@ -158,6 +205,11 @@ def best_quotes(
     scores = [sum(weight(w) * math.log(1 + len(units) / spread[w]) for w in ws) for ws in words]
     # A lead-in ("... focuses on two main priorities:") introduces the answer rather than giving it.
     scores = [s / 2 if u.rstrip().endswith(":") else s for s, u in zip(scores, units, strict=True)]
+    if rows and max(scores[len(lead) :]) > 0:
+        # A table answers with its best row, and the caption or header words that match give its columns.
+        row = max(range(len(lead), len(units)), key=lambda i: scores[i])
+        context = [i for i in range(len(lead)) if scores[i] == max(scores[: len(lead)], default=0) > 0]
+        return [units[i] for i in context[:1] + [row]]
     best = max(scores)
     ranked = sorted(range(len(units)), key=lambda i: (-scores[i], i))
     chosen = [i for i in ranked[:most] if best > 0 and scores[i] >= 0.6 * best] or ranked[:1]

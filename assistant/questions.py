@@ -82,11 +82,13 @@ def rewrite_follow_up(question: str, history: list[dict[str, str]] | None) -> st
 # ("the two scenarios").
 _UNIT = r"(?:hours?|days?|weeks?|months?|years?|minutes?|per cent|percent|million|billion|thousand)\b"
 _LABELLED = re.compile(
-    r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type)\s+(\d+)\b"
+    r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type|figure|table|section"
+    r"|chapter|page|appendix|annex|box|step|part|recommendation|recommendations|priority|objective)[ \t]+(\d+)\b"
 )
 _QUANTITY = re.compile(
     r"\bhow (?:many|much|big|large|long|quickly|fast)\b|\bby how much\b"
-    r"|\bwhat\b(?:\s+[\w&-]+){0,2}\s+(?:rate|percentage|proportion|share|level|number|figure|size)\b",
+    r"|\bwhat\b(?:\s+[\w&-]+){0,3}\s+(?:rate|percentage|proportion|share|level|number|figure|size|split)\b"
+    r"|\bwhat (?:is|was|will be) the (?:projected|estimated|expected|forecast|total)\b",
     re.I,
 )
 
@@ -109,14 +111,23 @@ def specifics(text: str) -> set[str]:
     lowered = text.lower()
     for word, digit in _WORD_NUMBERS.items():
         lowered = re.sub(rf"\b{word}\b(?=[\s-]+{_UNIT})", digit, lowered)
-    found = set()
-    for label, number in _LABELLED.findall(lowered):
-        label = {"cat": "category", "categories": "category"}.get(label, label.rstrip("s"))
-        found.add(f"{label} {number}")
+    found = labels(lowered)
     lowered = _LABELLED.sub(" ", lowered)
     # numbers inside names ("COVID-19") are not figures
     lowered = re.sub(r"(?<![\w-])[a-z]+-\d+\b(?![-/]\d)", " ", lowered)
     return found | {n.replace(",", "") for n in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lowered)}
+
+
+def labels(text: str) -> set[str]:
+    """Labelled numbers ("Recommendation 1", "cat 2" as "category 2").
+
+    >>> sorted(labels("See Table 1 and cat 2"))
+    ['category 2', 'table 1']
+    """
+    return {
+        f"{ {'cat': 'category', 'categories': 'category'}.get(label, label.rstrip('s')) } {number}"
+        for label, number in _LABELLED.findall(text.lower())
+    }
 
 
 _COUNTED = re.compile(r"\bhow many (?:more |additional |extra |new )?((?:[\w&-]+ ){0,3}[\w&-]+)", re.I)
@@ -160,6 +171,23 @@ def acronyms(question: str) -> list[str]:
     ['iapt', 'a&e']
     """
     return [a.lower() for a in _ACRONYM.findall(question)]
+
+
+# "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it
+_DESCRIPTOR = re.compile(rf"\b\d+-{_UNIT}", re.I)
+# "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it
+_DESCRIPTOR = re.compile(rf"\b\d+-{_UNIT}", re.I)
+_YEAR = re.compile(r"\b(?:19|20)\d{2}(?:[/-]\d{2}(?:\d{2})?)?\b")
+
+
+def figures(text: str) -> set[str]:
+    """The quantities a text states: its numbers less labels ("Table 1") and years ("2020/21").
+
+    >>> sorted(figures("Table 1: 46,000 WTEs in 2020/21, up 69% by 2030 in a 10-year plan"))
+    ['46000', '69']
+    """
+    text = _DESCRIPTOR.sub(" ", _YEAR.sub(" ", text))
+    return {n for n in specifics(text) if " " not in n}
 
 
 def asks_for_a_figure(question: str) -> bool:

@@ -278,6 +278,10 @@ class HybridRetriever(BaseRetriever):
     def _doc(self, position: int) -> Document:
         return self.index.chunks[position]
 
+    def cosine(self, query: str, position: int) -> float:
+        """Dense similarity of the query to one chunk."""
+        return self._cosine(self.index.embed_query(expand_query(query)), position)
+
     def _cosine(self, vector: np.ndarray, position: int) -> float:
         return float(np.dot(self.index.faiss_index.reconstruct(position), vector))
 
