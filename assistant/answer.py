@@ -169,6 +169,27 @@ def table_rows(body: str) -> list[str]:
     return rows
 
 
+_CONTENTS_HEADING = re.compile(
+    r"^\s*(?:table of )?contents|^\s*(?:list of )?(?:figures|tables)(?: and tables)?\s*$", re.I
+)
+_PAGE_REFERENCE = re.compile(r"(?:\.{3,}|\s)\d{1,3}\s*$")
+
+
+def is_contents(chunk: Document) -> bool:
+    r"""Whether a chunk is a table of contents (or list of figures): its page numbers answer nothing.
+
+    >>> is_contents(Document("Contents\nSection 1. Background 6\nSection 2. Main findings 6"))
+    True
+    >>> is_contents(Document("Improve A&E waiting times so that no less than 76%"))
+    False
+    """
+    lines = [line for line in chunk.page_content.split("\n") if line.strip()]
+    heading = str(chunk.metadata.get("section") or (lines[0] if lines else ""))
+    if _CONTENTS_HEADING.match(heading):
+        return True
+    return len(lines) >= 4 and sum(bool(_PAGE_REFERENCE.search(line)) for line in lines) >= 0.6 * len(lines)
+
+
 def quote_units(chunk: Document) -> list[str]:
     """What a chunk can be quoted by: its table rows, paragraphs when it has several, else sentences."""
     lead, rows = _units(chunk)
@@ -191,9 +212,18 @@ def _units(chunk: Document) -> tuple[list[str], list[str]]:
 
 
 def best_quotes(
-    question: str, chunk: Document, weight: Callable[[str], float] = lambda _: 1.0, most: int = 2
+    question: str,
+    chunk: Document,
+    weight: Callable[[str], float] = lambda _: 1.0,
+    most: int = 2,
+    favour: Callable[[str], bool] | None = None,
 ) -> list[str]:
-    """The units of a prose chunk that best match the question, rare words weighing more (text order)."""
+    """The units of a prose chunk that best match the question, rare words weighing more (text order).
+
+    When no chosen unit is one `favour` accepts (one holding a figure, for a question asking for one),
+    the unit right after the best one is added if it is: the sentence that gives the figure of the
+    one before ("The greatest growth ... will be in X and Y. An additional 7,850 staff in X ...").
+    """
     from assistant.retrieval import stems
 
     lead, rows = _units(chunk)
@@ -213,6 +243,9 @@ def best_quotes(
     best = max(scores)
     ranked = sorted(range(len(units)), key=lambda i: (-scores[i], i))
     chosen = [i for i in ranked[:most] if best > 0 and scores[i] >= 0.6 * best] or ranked[:1]
+    after = ranked[0] + 1
+    if favour and not any(favour(units[i]) for i in chosen) and after < len(units) and favour(units[after]):
+        chosen = [ranked[0], after]
     return [units[i] for i in sorted(chosen)]
 
 
@@ -221,6 +254,7 @@ def compose(
     chunk: Document,
     target: dict[str, Any] | None,
     weight: Callable[[str], float] = lambda _: 1.0,
+    favour: Callable[[str], bool] | None = None,
 ) -> tuple[str, list[Citation]]:
     """An extractive answer from one chunk: the target first (value, deadline, area), then the quote."""
     if chunk.metadata.get("kind") == "row":
@@ -234,7 +268,7 @@ def compose(
             lead.append(f"**Area:** {chunk.metadata['area']}")
         text = (" · ".join(lead) + " [1]\n" if lead else "") + f"“{quote}” [1]"
     else:
-        quotes = best_quotes(question, chunk, weight)
+        quotes = best_quotes(question, chunk, weight, favour=favour)
         where = chunk.metadata.get("section") or chunk.metadata.get("title")
         # One line per quote (verify reads line by line); the citation keeps the exact, wrapped text.
         lines = [f"“{' '.join(q.split())}” [{n}]" for n, q in enumerate(quotes, start=1)]

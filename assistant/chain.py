@@ -275,7 +275,9 @@ class Chain:
         ):
             return answers.refusal(answers.NOT_COVERED, closest), True, [], "weak evidence"
         # Second stage: the first of the top hits that holds every figure the question pins down.
-        covering = [h for h in hits[:3] if not wanted - questions.specifics(_evidence_text(h.chunk))]
+        # a table of contents is found by every question about its headings, and answers none
+        candidates = [h for h in hits if not answers.is_contents(h.chunk)][:3]
+        covering = [h for h in candidates if not wanted - questions.specifics(_evidence_text(h.chunk))]
         if not covering:
             missing = wanted - questions.specifics(_evidence_text(hits[0].chunk))
             reason = f"The planning documents don't state this for {', '.join(sorted(missing))}."
@@ -292,10 +294,20 @@ class Chain:
         if things:
             covering.sort(key=lambda h: not questions.counts(h.chunk.page_content, things))
         weight = retriever.term_weight
+
+        def favour(
+            unit: str,
+        ) -> bool:  # for a figure question: a unit with a new figure (on the thing counted)
+            return (
+                figure
+                and bool(questions.figures(unit) - wanted)
+                and (not things or bool(set(stems(unit)) & set(things)))
+            )
+
         for hit in covering:
             chunk = hit.chunk
             text, citations = answers.compose(
-                keywords, chunk, by_chunk.get(chunk.metadata["chunk_id"]), weight
+                keywords, chunk, by_chunk.get(chunk.metadata["chunk_id"]), weight, favour
             )
             quoted = set().union(*(questions.figures(c.quote) for c in citations))
             said = set().union(*(stems(c.quote) for c in citations))

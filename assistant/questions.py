@@ -173,10 +173,16 @@ def acronyms(question: str) -> list[str]:
     return [a.lower() for a in _ACRONYM.findall(question)]
 
 
-# "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it
-_DESCRIPTOR = re.compile(rf"\b\d+-{_UNIT}", re.I)
-# "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it
-_DESCRIPTOR = re.compile(rf"\b\d+-{_UNIT}", re.I)
+# "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it;
+# "over the next 10 years": the horizon of a statement, not its figure
+_DESCRIPTOR = re.compile(
+    rf"\b\d+-{_UNIT}|\b(?:next|last|past|coming|over)\s+\d+\s+(?:years?|months?|decades?)\b", re.I
+)
+# "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it;
+# "over the next 10 years": the horizon of a statement, not its figure
+_DESCRIPTOR = re.compile(
+    rf"\b\d+-{_UNIT}|\b(?:next|last|past|coming|over)\s+\d+\s+(?:years?|months?|decades?)\b", re.I
+)
 _YEAR = re.compile(r"\b(?:19|20)\d{2}(?:[/-]\d{2}(?:\d{2})?)?\b")
 
 
@@ -185,6 +191,8 @@ def figures(text: str) -> set[str]:
 
     >>> sorted(figures("Table 1: 46,000 WTEs in 2020/21, up 69% by 2030 in a 10-year plan"))
     ['46000', '69']
+    >>> figures("the challenges facing the workforce in the next 10 years")
+    set()
     """
     text = _DESCRIPTOR.sub(" ", _YEAR.sub(" ", text))
     return {n for n in specifics(text) if " " not in n}
