@@ -67,6 +67,21 @@ def test_refuses_what_the_documents_do_not_say(chain: Chain) -> None:
 
 
 @pytest.mark.slow
+def test_a_figure_for_another_subject_is_not_given(chain: Chain) -> None:
+    # The objectives ask for more people in IAPT, with no rate; "Recover the dementia diagnosis rate to
+    # 66.7%" shares the question's words but not its subject.
+    answer = chain.ask("What recovery rate should IAPT services achieve?")
+    assert answer.refused and "66.7%" not in answer.text
+
+
+@pytest.mark.slow
+def test_how_many_question_answers_with_the_passage_that_counts_it(chain: Chain) -> None:
+    answer = chain.ask("How much more GP access is expected - how many more general practice appointments?")
+    assert not answer.refused and "50 million" in answer.text
+    assert "50 million more appointments" in answer.citations[0].quote
+
+
+@pytest.mark.slow
 def test_list_question_cites_every_row(chain: Chain) -> None:
     answer = chain.ask("Which mental health objectives are there?")
     assert len(answer.citations) == 6

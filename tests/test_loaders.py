@@ -24,6 +24,22 @@ def test_pdf_gives_one_document_per_page_with_1_based_page_numbers() -> None:
         assert doc.metadata["title"]
 
 
+def test_pdf_pages_lose_their_printed_number_and_take_the_running_header_as_title() -> None:
+    report = (
+        Path(__file__).parents[1]
+        / "eval"
+        / "pdfs"
+        / "Data Driven Healthcare in 2030 - Summary report - Mar 21.pdf"
+    )
+    docs = load_file(report)
+    # the file's metadata title is "Report template"; every page is headed with the report's name
+    assert {d.metadata["title"] for d in docs} == {
+        "HEE Digital Readiness Programme Summary and Recommendations"
+    }
+    page_7 = next(d for d in docs if d.metadata["page"] == 7).page_content
+    assert "\nFigure 1: Supply projection" in page_7 and "\n7 \n" not in page_7
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
