@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Incremental: under a second when nothing changed; indexes new files in corpus/ and rebuilds an
+# index that an upgrade's chunking no longer matches.
 index: $(STAMP)
-	test -f index/manifest.json || $(BIN)/nhs-assistant ingest
+	$(BIN)/nhs-assistant ingest
 
 run: index
 	$(BIN)/streamlit run app.py --server.headless true --browser.gatherUsageStats false --browser.serverAddress localhost

@@ -19,7 +19,7 @@ from assistant.answer import Answer
 from assistant.chain import Chain
 from assistant.config import Settings
 from assistant.corpus import add_document, remove_document
-from assistant.errors import AssistantError, IndexMissingError
+from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
 from assistant.evaluation import evaluate, load_qa
 from assistant.feedback import record_feedback
 from assistant.loaders import SUPPORTED
@@ -121,7 +121,7 @@ def require_index(chain: Chain) -> Index:
     """The loaded index, or an error with an ingest button (and stop) when there is none."""
     try:
         return load_index(chain)
-    except IndexMissingError as err:
+    except (IndexMissingError, IndexMismatchError) as err:  # none yet, or one an upgrade must rebuild
         st.error(str(err))
         if st.button(f"Build the index from {chain.settings.corpus_dir}", type="primary"):
             run_ingest(chain)

@@ -212,20 +212,30 @@ def test_evaluation_page_runs_a_small_qa_file(app_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-def test_missing_index_offers_to_build_it(
-    app_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("state", ["missing", "older"])
+def test_missing_or_older_index_offers_to_build_it(
+    state: str, app_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import streamlit as st
 
+    from assistant.chunking import CHUNKER_VERSION
+
     corpus = tmp_path / "corpus"
     shutil.copytree(Path(app_env["ASSISTANT_CORPUS_DIR"]), corpus)
+    if state == "older":  # an index from before an upgrade that changed chunking
+        shutil.copytree(Path(app_env["ASSISTANT_INDEX_DIR"]), tmp_path / "index")
+        manifest = tmp_path / "index" / "manifest.json"
+        data = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps(data | {"chunker": CHUNKER_VERSION - 1}))
     monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("ASSISTANT_CORPUS_DIR", str(corpus))
     st.cache_resource.clear()
     try:
         at = _app()
         assert not at.exception, [e.value for e in at.exception]
-        assert "No index" in at.error[0].value and "nhs-assistant ingest" in at.error[0].value
+        message = at.error[0].value
+        assert ("No index" if state == "missing" else "was built with chunker") in message
+        assert "nhs-assistant ingest" in message
         [build] = [b for b in at.button if b.label.startswith("Build the index")]
         build.click().run()
         assert not at.exception and not at.error, [e.value for e in at.error]
