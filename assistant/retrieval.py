@@ -47,6 +47,8 @@ GLOSSARY = {
     "rtt": "referral to treatment",
     "mh": "mental health",
     "dentistry": "dental",
+    "phone": "telephone telephony",
+    "phones": "telephone telephony",
 }
 _TOKEN = r"(?u)\b\w+(?:&\w+)*\b"
 FILTER_KEYS = ("source", "area", "theme")
