@@ -286,7 +286,12 @@ class Chain:
         # expansion) answers something else - never acceptable when a figure is asked for.
         rare = 0.05 * len(retriever.index.chunks)
         figure = questions.asks_for_a_figure(question)
-        subjects = [a for a in questions.acronyms(query) if retriever.doc_freq.get(a, 0) <= rare]
+        # (one the documents never use, nor expand, cannot be checked: "PCNs")
+        subjects = [
+            a
+            for a in questions.acronyms(query)
+            if (0 < retriever.doc_freq.get(a, 0) <= rare) or (a in GLOSSARY and not retriever.doc_freq.get(a))
+        ]
         on_topic = [h for h in covering if all(_mentions(h.chunk, a) for a in subjects)]
         covering = on_topic if figure else on_topic + [h for h in covering if h not in on_topic]
         # "How many more appointments": prefer the passage that puts a number on appointments.

@@ -81,6 +81,19 @@ def rewrite_follow_up(question: str, history: list[dict[str, str]] | None) -> st
 # A number word pins a figure only as a measure ("six weeks"), not as a count of what is asked for
 # ("the two scenarios").
 _UNIT = r"(?:hours?|days?|weeks?|months?|years?|minutes?|per cent|percent|million|billion|thousand)\b"
+# "23/24" is the financial year 2023/24 and "March 24" is March 2024, as the documents write them.
+_SHORT_YEAR = re.compile(r"(?<![\d/])([1-4]\d)/([1-4]\d)(?![\d/])")
+_MONTH_SHORT_YEAR = re.compile(
+    r"\b(jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|january|february|march|april|may|june|july"
+    r"|august|september|october|november|december)\s+([1-4]\d)\b(?![\d/:%.,])"
+)
+
+
+def _financial_year(match: re.Match[str]) -> str:
+    first, second = match.group(1), match.group(2)
+    return f"20{first}/{second}" if int(second) == int(first) + 1 else match.group(0)
+
+
 _LABELLED = re.compile(
     r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type|figure|table|section"
     r"|chapter|page|appendix|annex|box|step|part|recommendation|recommendations|priority|objective)[ \t]+(\d+)\b"
@@ -103,12 +116,13 @@ def specifics(text: str) -> set[str]:
     ['2025', '26', '6']
     >>> sorted(specifics("six weeks")), sorted(specifics("the two scenarios")), specifics("COVID-19")
     (['6'], [], set())
-    >>> sorted(specifics("nhs-business-plan-2023-24.txt"))
-    ['2023', '24']
+    >>> sorted(specifics("nhs-business-plan-2023-24.txt")), sorted(specifics("the 23/24 plan, by March 24"))
+    (['2023', '24'], ['2023', '2024', '24'])
     >>> sorted(specifics("the cat 1 response target")), sorted(specifics("Improve category 2 response"))
     (['category 1'], ['category 2'])
     """
-    lowered = text.lower()
+    lowered = _SHORT_YEAR.sub(_financial_year, text.lower())
+    lowered = _MONTH_SHORT_YEAR.sub(lambda m: f"{m.group(1)} 20{m.group(2)}", lowered)
     for word, digit in _WORD_NUMBERS.items():
         lowered = re.sub(rf"\b{word}\b(?=[\s-]+{_UNIT})", digit, lowered)
     found = labels(lowered)

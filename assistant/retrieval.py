@@ -23,7 +23,7 @@ from assistant.store import Index
 
 # Standard NHS abbreviations, expanded in queries so that "UCR" or "cat 2" meet the documents' words.
 # A domain glossary, not answers: it only adds words to the query.
-GLOSSARY = {
+ABBREVIATIONS = {
     "a&e": "accident and emergency A&E",
     "ed": "emergency department A&E",
     "uec": "urgent and emergency care",
@@ -46,22 +46,39 @@ GLOSSARY = {
     "icss": "integrated care systems",
     "rtt": "referral to treatment",
     "mh": "mental health",
+}
+# Everyday words for the documents' terms.
+SYNONYMS = {
     "dentistry": "dental",
     "phone": "telephone telephony",
     "phones": "telephone telephony",
 }
+GLOSSARY = ABBREVIATIONS | SYNONYMS
 _TOKEN = r"(?u)\b\w+(?:&\w+)*\b"
+# Each abbreviation's expansion in words ("talking therapies" for IAPT), for the reverse direction.
+_SPELLED_OUT = {
+    key: phrase
+    for key, value in ABBREVIATIONS.items()
+    if key.isalpha()
+    and len(key) > 1
+    and (phrase := " ".join(w for w in value.split() if not any(c.isupper() for c in w)).lower())
+    and " " in phrase
+}
 FILTER_KEYS = ("source", "area", "theme")
 
 
 def expand_query(query: str) -> str:
-    """The query with glossary expansions appended.
+    """The query with glossary expansions appended, and abbreviations for expansions it spells out.
 
     >>> expand_query("What's the UCR standard?")
     "What's the UCR standard? urgent community response"
+    >>> expand_query("the objective on talking therapies")
+    'the objective on talking therapies iapt'
     """
     words = {w.lower() for w in re.findall(_TOKEN, query)}
     extra = [GLOSSARY[w] for w in GLOSSARY if w in words]
+    lowered = f" {' '.join(re.findall(_TOKEN, query.lower()))} "
+    extra += [w for w, phrase in _SPELLED_OUT.items() if w not in words and f" {phrase} " in lowered]
     return f"{query} {' '.join(extra)}" if extra else query
 
 

@@ -82,6 +82,18 @@ def test_how_many_question_answers_with_the_passage_that_counts_it(chain: Chain)
 
 
 @pytest.mark.slow
+def test_everyday_names_meet_the_documents_abbreviations(chain: Chain) -> None:
+    # "talking therapies" is IAPT; "23/24" and "March 24" are how people write 2023/24 and March 2024;
+    # "PCNs" appears nowhere in the documents, so it cannot rule a passage out.
+    therapies = chain.ask("whats the national objective on talking therapies for adults?")
+    assert not therapies.refused and "accessing IAPT treatment" in therapies.citations[0].quote
+    roles = chain.ask("how many additional roles should PCNs have recruited by end of March 24?")
+    assert not roles.refused and "26,000" in roles.text
+    beds = chain.ask("How much is going into extra hospital beds in the 23/24 business plan?")
+    assert not beds.refused and "£1 billion" in beds.text
+
+
+@pytest.mark.slow
 def test_list_question_cites_every_row(chain: Chain) -> None:
     answer = chain.ask("Which mental health objectives are there?")
     assert len(answer.citations) == 6
