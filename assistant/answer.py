@@ -204,7 +204,10 @@ def _units(chunk: Document) -> tuple[list[str], list[str]]:
         body = body[len(section) + 1 :]
     if rows := table_rows(body):
         before = body[: body.index(rows[0])]
-        return (sentences(before) if before.strip() else []), rows
+        lead = sentences(before) if before.strip() else []
+        if len(lead) > 2:  # after the caption, the column headings: one unit, however pypdf broke them
+            lead = [lead[0], before[before.index(lead[1]) :].strip()]
+        return lead, rows
     paragraphs = [p.strip() for p in re.split(r"\n[ \t]*\n", body) if len(p.strip()) > 2]
     if len(paragraphs) > 1 and all(len(p) <= 400 for p in paragraphs):
         return paragraphs, []
@@ -236,10 +239,14 @@ def best_quotes(
     # A lead-in ("... focuses on two main priorities:") introduces the answer rather than giving it.
     scores = [s / 2 if u.rstrip().endswith(":") else s for s, u in zip(scores, units, strict=True)]
     if rows and max(scores[len(lead) :]) > 0:
-        # A table answers with its best row, and the caption or header words that match give its columns.
-        row = max(range(len(lead), len(units)), key=lambda i: scores[i])
-        context = [i for i in range(len(lead)) if scores[i] == max(scores[: len(lead)], default=0) > 0]
-        return [units[i] for i in context[:1] + [row]]
+        # A table answers with its best row, under its column headings (the lead's last unit) and the
+        # lead unit that best matches the question (usually the caption).
+        picks = {max(range(len(lead), len(units)), key=lambda i: scores[i])}
+        if lead:
+            picks.add(len(lead) - 1)
+            if max(scores[: len(lead)]) > 0:
+                picks.add(max(range(len(lead)), key=lambda i: scores[i]))
+        return [units[i] for i in sorted(picks)]
     best = max(scores)
     ranked = sorted(range(len(units)), key=lambda i: (-scores[i], i))
     chosen = [i for i in ranked[:most] if best > 0 and scores[i] >= 0.6 * best] or ranked[:1]

@@ -28,6 +28,8 @@ def test_a_table_row_is_quoted_whole_with_its_label(chain: Chain) -> None:
     rows = [c for c in answer.citations if "3,560 3,101 -459 -13%" in c.quote]
     assert rows and "Clinical coding" in rows[0].quote and rows[0].page == 8
     assert "3,560 3,101 -459 -13%" in answer.text
+    # the columns are quoted too, so the figures can be read
+    assert any("Workforce size" in c.quote and "Projected" in c.quote for c in answer.citations)
 
 
 @pytest.mark.slow
