@@ -300,25 +300,17 @@ class Chain:
             covering.sort(key=lambda h: not questions.counts(h.chunk.page_content, things))
         weight = retriever.term_weight
 
-        def favour(
-            unit: str,
-        ) -> bool:  # for a figure question: a unit with a new figure (on the thing counted)
-            return (
-                figure
-                and bool(questions.figures(unit) - wanted)
-                and (not things or bool(set(stems(unit)) & set(things)))
-            )
+        def gives_the_figure(unit: str) -> bool:
+            """A quote that answers a figure question: a figure it did not ask with, on the thing counted."""
+            found = questions.figures(unit) - wanted
+            return bool(found) and (not things or bool(set(stems(unit)) & set(things)))
 
         for hit in covering:
             chunk = hit.chunk
-            text, citations = answers.compose(
-                keywords, chunk, by_chunk.get(chunk.metadata["chunk_id"]), weight, favour
-            )
-            quoted = set().union(*(questions.figures(c.quote) for c in citations))
-            said = set().union(*(stems(c.quote) for c in citations))
-            # A question asking for a figure is not answered by quotes that hold none beyond its own,
-            # nor "how many specialists" by quotes that never name specialists.
-            if not figure or (quoted - wanted and (not things or said & set(things))):
+            target = by_chunk.get(chunk.metadata["chunk_id"])
+            favour = gives_the_figure if figure else None
+            text, citations = answers.compose(keywords, chunk, target, weight, favour)
+            if not figure or any(gives_the_figure(c.quote) for c in citations):
                 return text, False, citations, "extractive"
         reason = "The planning documents don't give a figure for this."
         return answers.refusal(reason, closest), True, [], "no figure in evidence"
