@@ -2,8 +2,9 @@
 
 The issue's floor was hit@5 >= 0.95, fact_recall >= 0.9, refusal_accuracy >= 0.8; tightened as the
 system improved, now to the answer issue's targets (measured 2026-11-24: hit@1 0.982, MRR 0.988,
-fact_recall 0.982, refusal 1.0, false refusals 0). The PDF set has its own gate at its measured level
-(hit@1 0.85, fact_recall 0.75, refusal 1.0, false refusals 0.10). Thresholds only ever tighten.
+fact_recall 0.982, refusal 1.0, false refusals 0; later 1.0 on each). The held-out set (written blind,
+measured 0.938 / 0.969 / 0.938 / 1.0 / 0) and the PDF set (hit@1 0.85, fact_recall 0.75, refusal 1.0,
+false refusals 0.10) have gates a little under their measured levels. Thresholds only ever tighten.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 GATE = {"hit@1": 0.95, "mrr@10": 0.97, "hit@5": 0.95, "fact_recall": 0.97, "refusal_accuracy": 0.9}
 MAX_FALSE_REFUSALS = 0.03
+HELDOUT_GATE = {"hit@1": 0.9, "mrr@10": 0.95, "fact_recall": 0.9, "refusal_accuracy": 0.9}
 PDF_GATE = {"hit@1": 0.8, "fact_recall": 0.7, "refusal_accuracy": 0.66}
 PDF_MAX_FALSE_REFUSALS = 0.1
 
@@ -54,6 +56,16 @@ def test_objectives_set_passes_the_gate_and_beats_the_baseline(corpus_index: Pat
     assert html.count("data:image/png;base64,") >= 3
     lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 71
+
+
+@pytest.mark.slow
+def test_heldout_set_passes_its_gate(corpus_index: Path) -> None:
+    result = _eval("eval/qa/heldout.jsonl", "--index", str(corpus_index / "index"), "--no-baseline", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["metrics"]
+    for key, floor in HELDOUT_GATE.items():
+        assert metrics[key] >= floor, f"{key} {metrics[key]:.3f} is below the gate {floor}"
+    assert metrics["false_refusal_rate"] <= MAX_FALSE_REFUSALS
 
 
 @pytest.mark.slow
