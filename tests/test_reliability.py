@@ -52,10 +52,36 @@ def test_no_pickle_in_the_code_or_the_index(tmp_path: Path) -> None:
         assert "allow_pickle=True" not in code, source
 
 
-def _ingest(corpus: Path, index: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+# Runs `nhs-assistant ingest` and, with PAUSE_AT set, holds it at one point of writing a build (before
+# its first file, or once its vectors are on disk) and touches PAUSE_MARKER, so kill -9 lands exactly there.
+_PAUSING_INGEST = """
+import os, sys, time
+import faiss, numpy
+
+def paused(original, after):
+    def call(*args, **kwargs):
+        result = original(*args, **kwargs) if after else None
+        open(os.environ["PAUSE_MARKER"], "w").close()
+        time.sleep(600)
+        return result
+    return call
+
+point = os.environ.get("PAUSE_AT")
+if point == "build start":
+    faiss.write_index = paused(faiss.write_index, after=False)
+elif point == "vectors written":
+    numpy.save = paused(numpy.save, after=True)
+from assistant.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _ingest(
+    corpus: Path, index: Path, pause_at: str | None = None, marker: Path | None = None
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PAUSE_AT": pause_at or "", "PAUSE_MARKER": str(marker)}
     return subprocess.Popen(
-        [sys.executable, "-m", "assistant", "ingest", str(corpus), "--index", str(index)],
+        [sys.executable, "-c", _PAUSING_INGEST, "ingest", str(corpus), "--index", str(index)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -86,28 +112,25 @@ def test_kill_9_during_ingest_leaves_a_loadable_index_and_the_next_ingest_comple
     before = len(load_index(settings).chunks)
     (corpus / "new.md").write_text("# Community pharmacy\n\nExpand community pharmacy by 4,321 sites.\n")
     builds = index / "builds"
-
-    def new_build_has(name: str | None) -> bool:
-        fresh = [b for b in builds.iterdir() if b.is_dir()] if builds.exists() else []
-        return len(fresh) > 1 and (name is None or any((b / name).exists() for b in fresh))
-
-    points = {  # where kill -9 lands: while loading, as the new build starts, once its vectors are written
-        "while loading": lambda: True,
-        "as the new build starts": lambda: new_build_has(None),
-        "after its vectors are written": lambda: new_build_has("vectors.npy"),
-    }
-    killed = []
-    for name, ready in points.items():
-        proc = _ingest(corpus, index)
-        time.sleep(0.5 if name == "while loading" else 0)
-        if _kill_when(proc, ready):
-            killed.append(name)
+    marker = tmp_path / "paused"
+    # where kill -9 lands: while loading (timed), as the new build starts, once its vectors are written
+    for point in ("loading", "build start", "vectors written"):
+        marker.unlink(missing_ok=True)
+        proc = _ingest(corpus, index, None if point == "loading" else point, marker)
+        if point == "loading":
+            time.sleep(0.5)
+            killed = _kill_when(proc, lambda: True)
+        else:
+            killed = _kill_when(proc, marker.exists)
+        assert killed, f"ingest ended before the kill at {point}: {proc.stderr.read() if proc.stderr else ''}"
+        if point != "loading":
+            assert len([b for b in builds.iterdir() if b.is_dir()]) >= 2  # the old build and a half one
         chain = Chain(settings)
-        assert len(chain.index.chunks) in (before, before + 1)  # old or complete new, never half
+        assert len(chain.index.chunks) == before  # the old index, whole
         assert "76%" in chain.ask("What is the A&E 4-hour target?").text
-    assert "while loading" in killed and len(killed) >= 2, killed
     done = _ingest(corpus, index)
     assert done.wait() == 0, done.stderr.read() if done.stderr else ""
+    assert len([b for b in builds.iterdir() if b.is_dir()]) == 1  # half builds cleared
     chain = Chain(settings)
     assert "4,321" in chain.ask("How many community pharmacy sites?").text
 
