@@ -299,11 +299,13 @@ class Chain:
         if things:
             covering.sort(key=lambda h: not questions.counts(h.chunk.page_content, things))
         weight = retriever.term_weight
+        # what the figure is of: "how many specialists", "what is the gender split"
+        subject = set(things or questions.measured_things(query))
 
         def gives_the_figure(unit: str) -> bool:
             """A quote that answers a figure question: a figure it did not ask with, on the thing counted."""
             found = questions.figures(unit) - wanted
-            return bool(found) and (not things or bool(set(stems(unit)) & set(things)))
+            return bool(found) and (not subject or bool(set(stems(unit)) & subject))
 
         for hit in covering:
             chunk = hit.chunk

@@ -159,6 +159,25 @@ def counted_things(question: str) -> list[str]:
     return stems(match.group(1)) if match else []
 
 
+_MEASURED = re.compile(
+    r"\bwhat(?:\s+(?:is|are|was|were|will be|should be))?(?:\s+the)?((?:\s+[\w&-]+){1,3}?)\s+"
+    r"(?:rate|percentage|proportion|share|split|ratio)\b",
+    re.I,
+)
+
+
+def measured_things(question: str) -> list[str]:
+    """Stems of what a "what is the X rate / split" question measures (X).
+
+    >>> measured_things("What is the gender split of the workforce?"), measured_things("What percentage of patients?")
+    (['gender'], [])
+    """
+    from assistant.retrieval import stems
+
+    match = _MEASURED.search(question)
+    return stems(match.group(1)) if match else []
+
+
 def counts(text: str, things: list[str], window: int = 3) -> bool:
     """Whether `text` puts a number just before one of `things` ("50 million more appointments").
 
@@ -220,7 +239,7 @@ def asks_for_a_figure(question: str) -> bool:
     >>> asks_for_a_figure("Is there an objective for perinatal mental health?")
     False
     """
-    return bool(_QUANTITY.search(question))
+    return bool(_QUANTITY.search(question) or _MEASURED.search(question))
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,19 @@ def test_a_figure_for_another_subject_is_not_given(chain: Chain) -> None:
 
 
 @pytest.mark.slow
+def test_a_rate_of_something_else_is_not_given(chain: Chain) -> None:
+    # The documents give a dementia diagnosis rate and a two-week GP wait, no vacancy or turnover rate.
+    for question in [
+        "What is the vacancy rate for nurses?",
+        "What is the staff turnover rate in general practice?",
+    ]:
+        answer = chain.ask(question)
+        assert answer.refused and answer.citations == [], question
+    dementia = chain.ask("What is the dementia diagnosis rate we should recover to?")
+    assert not dementia.refused and "66.7%" in dementia.text
+
+
+@pytest.mark.slow
 def test_how_many_question_answers_with_the_passage_that_counts_it(chain: Chain) -> None:
     answer = chain.ask("How much more GP access is expected - how many more general practice appointments?")
     assert not answer.refused and "50 million" in answer.text
