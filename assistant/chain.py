@@ -29,7 +29,8 @@ from assistant.retrieval import GLOSSARY, Hit, HybridRetriever, stems
 from assistant.store import Index, load_index
 
 _State = tuple[Index, HybridRetriever, dict[str, dict[str, Any]], dict[str, list[int]]]
-SECOND_STAGE = 10  # hits the answer step may look through
+SECOND_STAGE = 10
+_TIME_WORDS = {"hour", "day", "week", "month", "year", "minut"}  # hits the answer step may look through
 
 
 class Chain:
@@ -305,6 +306,8 @@ class Chain:
         def gives_the_figure(unit: str) -> bool:
             """A quote that answers a figure question: a figure it did not ask with, on the thing counted."""
             found = questions.figures(unit) - wanted
+            if things and not set(things) & _TIME_WORDS:  # "how many ambulances" is not "30 minutes"
+                found -= questions.durations(unit)
             return bool(found) and (not subject or bool(set(stems(unit)) & subject))
 
         for hit in covering:

@@ -231,6 +231,20 @@ def figures(text: str) -> set[str]:
     return {n for n in specifics(text) if " " not in n}
 
 
+_DURATION = re.compile(
+    rf"\b(?:\d[\d,.]*|{'|'.join(_WORD_NUMBERS)})[\s-]+(?:hours?|days?|weeks?|months?|years?|minutes?)\b", re.I
+)
+
+
+def durations(text: str) -> set[str]:
+    """The figures of a text that are lengths of time ("30 minutes", "two weeks").
+
+    >>> sorted(durations("an average of 30 minutes, within two weeks, 5,000 beds"))
+    ['2', '30']
+    """
+    return figures(text) - figures(_DURATION.sub(" ", text))
+
+
 def asks_for_a_figure(question: str) -> bool:
     """Whether the question asks for a quantity ("how many", "what percentage", "what ... rate").
 

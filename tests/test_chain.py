@@ -88,6 +88,14 @@ def test_a_rate_of_something_else_is_not_given(chain: Chain) -> None:
 
 
 @pytest.mark.slow
+def test_a_count_is_not_answered_with_a_length_of_time(chain: Chain) -> None:
+    ambulances = chain.ask("How many ambulances will be added?")  # the row gives 30 minutes, no count
+    assert ambulances.refused and "30 minutes" not in ambulances.text
+    minutes = chain.ask("How many minutes should category 2 ambulance responses take on average?")
+    assert not minutes.refused and "30 minutes" in minutes.text
+
+
+@pytest.mark.slow
 def test_how_many_question_answers_with_the_passage_that_counts_it(chain: Chain) -> None:
     answer = chain.ask("How much more GP access is expected - how many more general practice appointments?")
     assert not answer.refused and "50 million" in answer.text
