@@ -98,6 +98,7 @@ _LABELLED = re.compile(
     r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type|figure|table|section"
     r"|chapter|page|appendix|annex|box|step|part|recommendation|recommendations|priority|objective)[ \t]+(\d+)\b"
 )
+_LABEL_NAMES = {"cat": "category", "categories": "category"}
 _QUANTITY = re.compile(
     r"\bhow (?:many|much|big|large|long|quickly|fast)\b|\bby how much\b"
     r"|\bwhat\b(?:\s+[\w&-]+){0,3}\s+(?:rate|percentage|proportion|share|level|number|figure|size|split)\b"
@@ -139,7 +140,7 @@ def labels(text: str) -> set[str]:
     ['category 2', 'table 1']
     """
     return {
-        f"{ {'cat': 'category', 'categories': 'category'}.get(label, label.rstrip('s')) } {number}"
+        f"{_LABEL_NAMES.get(label, label.rstrip('s'))} {number}"
         for label, number in _LABELLED.findall(text.lower())
     }
 
@@ -206,11 +207,6 @@ def acronyms(question: str) -> list[str]:
     return [a.lower() for a in _ACRONYM.findall(question)]
 
 
-# "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it;
-# "over the next 10 years": the horizon of a statement, not its figure
-_DESCRIPTOR = re.compile(
-    rf"\b\d+-{_UNIT}|\b(?:next|last|past|coming|over)\s+\d+\s+(?:years?|months?|decades?)\b", re.I
-)
 # "a 10-year plan", "the 4-hour standard": a number naming a kind of thing, not a quantity of it;
 # "over the next 10 years": the horizon of a statement, not its figure
 _DESCRIPTOR = re.compile(
