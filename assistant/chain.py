@@ -29,8 +29,8 @@ from assistant.retrieval import GLOSSARY, Hit, HybridRetriever, stems
 from assistant.store import Index, load_index
 
 _State = tuple[Index, HybridRetriever, dict[str, dict[str, Any]], dict[str, list[int]]]
-SECOND_STAGE = 10
-_TIME_WORDS = {"hour", "day", "week", "month", "year", "minut"}  # hits the answer step may look through
+SECOND_STAGE = 10  # hits the answer step may look through
+_TIME_WORDS = {"hour", "day", "week", "month", "year", "minut"}  # stems of units of time
 
 
 class Chain:
