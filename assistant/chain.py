@@ -131,7 +131,7 @@ class Chain:
         return {**state, "question": question, "query": rewritten, "notices": notices, "started": started}
 
     def _retrieve(self, state: dict[str, Any]) -> dict[str, Any]:
-        index, retriever, _, labelled = self._loaded()
+        _, retriever, _, labelled = self._loaded()
         t0 = time.perf_counter()
         filters = dict(state["filters"] or {})
         named, keywords = retriever.named_sources(state["query"])
@@ -139,15 +139,10 @@ class Chain:
             filters["source"] = named
         # a few more than shown, for the second stage (a labelled "Recommendation 1" may rank lower)
         k = state["k"] or self.settings.k
-        hits = retriever.search(keywords, max(k, SECOND_STAGE), filters, keywords)
-        # A label the question names ("Recommendation 1") finds its passage even when ranking does not.
-        if wanted := questions.labels(state["query"]):
-            holding = set.intersection(*(set(labelled.get(w, ())) for w in wanted))
-            mask = retriever.allowed(filters)
-            holding = {p for p in holding if mask is None or mask[p]} - {h.position for h in hits}
-            if holding and not any(wanted <= questions.labels(h.chunk.page_content) for h in hits):
-                first = min(holding)
-                hits.append(Hit(index.chunks[first], first, 0.0, retriever.cosine(keywords, first), 0.0))
+        # A label the question names ("Recommendation 1") leads to its passage even when ranking does not.
+        wanted = questions.labels(state["query"])
+        holding = set.intersection(*(set(labelled.get(w, ())) for w in wanted)) if wanted else set()
+        hits = retriever.search(keywords, max(k, SECOND_STAGE), filters, keywords, lead=holding)
         elapsed = (time.perf_counter() - t0) * 1000
         return {
             **state,
@@ -178,8 +173,7 @@ class Chain:
             text, refused, trace["route"] = answers.CLINICAL, True, "clinical"
             hits = hits[:k]
         elif listing and (rows := questions.select_targets(listing, index.targets)):
-            by_id = {c.metadata["chunk_id"]: c for c in index.chunks}
-            pairs = [(t, by_id[t["chunk_id"]]) for t in rows if t["chunk_id"] in by_id]
+            pairs = [(t, index.by_id[t["chunk_id"]]) for t in rows if t["chunk_id"] in index.by_id]
             label = " and ".join(listing.areas) or "all areas"
             due = f" due by {listing.deadline}" if listing.deadline else ""
             text, citations = answers.compose_list(f"Objectives for {label}{due}:", pairs)
@@ -264,11 +258,10 @@ class Chain:
         ]
         retriever = self._loaded()[1]
         wanted = questions.specifics(query)
-        # A label ("Recommendation 1", "category 2") names its passage exactly: the first hit holding it leads.
-        named: list[Hit] = []
-        if labelled := {w for w in wanted if " " in w}:
-            named = [h for h in hits if labelled <= questions.specifics(_evidence_text(h.chunk))][:1]
-            hits = named + [h for h in hits if h not in named]
+        # A passage holding the label the question names ("Recommendation 1") leads (see _retrieve) and
+        # is evidence enough.
+        labelled = questions.labels(query)
+        named = bool(hits) and bool(labelled) and labelled <= questions.labels(hits[0].chunk.page_content)
         if not hits or (
             not named
             and hits[0].dense < self.settings.refusal_threshold

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,7 @@ def stems(text: str) -> list[str]:
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
-    words = [w for w in _content_words(text) if not w.isdigit()]
+    words = stems(text)
     return list(zip(words, words[1:], strict=False))
 
 
@@ -265,8 +265,13 @@ class HybridRetriever(BaseRetriever):
         k: int | None = None,
         filters: Mapping[str, Sequence[str]] | None = None,
         keywords: str | None = None,
+        lead: Collection[int] = (),
     ) -> list[Hit]:
-        """Fused top-k hits: `query` for the dense side, `keywords` (default: the query) for BM25."""
+        """Fused top-k hits: `query` for the dense side, `keywords` (default: the query) for BM25.
+
+        One of the `lead` positions (passages the question names exactly, "Recommendation 1") that
+        passes the filters goes first: the best ranked of them, else the first in the index.
+        """
         k = k or self.k
         mask = self.allowed(filters)
         allowed = None if mask is None else np.flatnonzero(mask)
@@ -280,26 +285,23 @@ class HybridRetriever(BaseRetriever):
         position = {
             c.metadata["chunk_id"]: i for i, c in ((i, self.index.chunks[i]) for i, _ in dense + sparse)
         }
-        hits = []
-        for rank, doc in enumerate(fused[:k]):
-            i = position[doc.metadata["chunk_id"]]
-            hits.append(
-                Hit(
-                    doc,
-                    i,
-                    1.0 / (rank + 1),
-                    dense_score.get(i, self._cosine(vector, i)),
-                    sparse_score.get(i, 0.0),
-                )
+        order = [position[doc.metadata["chunk_id"]] for doc in fused]
+        if lead := {i for i in lead if mask is None or mask[i]}:
+            first = next((i for i in order if i in lead), min(lead))
+            order = [first] + [i for i in order if i != first]
+        return [
+            Hit(
+                self._doc(i),
+                i,
+                1.0 / (rank + 1),
+                dense_score.get(i, self._cosine(vector, i)),
+                sparse_score.get(i, 0.0),
             )
-        return hits
+            for rank, i in enumerate(order[:k])
+        ]
 
     def _doc(self, position: int) -> Document:
         return self.index.chunks[position]
-
-    def cosine(self, query: str, position: int) -> float:
-        """Dense similarity of the query to one chunk."""
-        return self._cosine(self.index.embed_query(expand_query(query)), position)
 
     def _cosine(self, vector: np.ndarray, position: int) -> float:
         return float(np.dot(self.index.faiss_index.reconstruct(position), vector))
