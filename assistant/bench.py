@@ -749,7 +749,6 @@ def plot(result: dict[str, Any], out: Path) -> list[str]:
     series: dict[str, list[dict[str, Any]]] = {}
     for r in dense:
         series.setdefault(f"{r['index']} {_short(r['params'])}".strip(), []).append(r)
-    files = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, rows in series.items():
         ax.plot([r["n"] for r in rows], [r["latency_ms"]["p50"] for r in rows], marker="o", label=label)
@@ -763,14 +762,13 @@ def plot(result: dict[str, Any], out: Path) -> list[str]:
     embed = result.get("query", {}).get("embed_query_ms", {}).get("p50")
     if embed:
         ax.axhline(embed, color="grey", ls=":", label=f"query embedding floor ({embed:.0f} ms)")
-    ax.set(xscale="log", yscale="log", xlabel="chunks", ylabel="p50 single-query latency (ms, 1 thread)")
-    ax.set_title("Query latency vs corpus size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "latency_vs_size.png", dpi=120)
-    plt.close(fig)
-    files.append("latency_vs_size.png")
+    latency = _save_plot(
+        fig,
+        ax,
+        out / "latency_vs_size.png",
+        "Query latency vs corpus size",
+        "p50 single-query latency (ms, 1 thread)",
+    )
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in ("IndexFlatIP", "IndexHNSWFlat", "IndexIVFFlat"):
@@ -785,15 +783,22 @@ def plot(result: dict[str, Any], out: Path) -> list[str]:
         label="BM25 matrix",
     )
     ax.axhline(TARGET_RAM_BYTES / 1e6, color="red", ls=":", label="2.5 GB target")
-    ax.set(xscale="log", yscale="log", xlabel="chunks", ylabel="index size (MB)")
-    ax.set_title("Index memory vs corpus size")
+    memory = _save_plot(fig, ax, out / "memory_vs_size.png", "Index memory vs corpus size", "index size (MB)")
+    return [latency, memory]
+
+
+def _save_plot(fig: Any, ax: Any, path: Path, title: str, ylabel: str) -> str:
+    """Log-log axes over corpus size, titled and labelled, written to `path`; returns its file name."""
+    import matplotlib.pyplot as plt
+
+    ax.set(xscale="log", yscale="log", xlabel="chunks", ylabel=ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "memory_vs_size.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    files.append("memory_vs_size.png")
-    return files
+    return path.name
 
 
 def _short(params: str) -> str:
