@@ -33,6 +33,7 @@ from pydantic import PrivateAttr
 from assistant.answer import NOT_COVERED, Citation, best_quotes, citation_for, numbers_in, quote_units
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError, ModelNotInstalledError
+from assistant.loaders import file_sha256
 
 INSTALL = "pip install 'nhs-assistant[llm]'"
 MAX_NEW_TOKENS = 200
@@ -138,7 +139,7 @@ def gguf_path(settings: Settings) -> Path:
         )
     dest = Path(settings.model_cache_dir) / model.file
     if dest.exists():
-        if _sha256(dest) == model.sha256:
+        if file_sha256(dest) == model.sha256:
             return dest
         dest.unlink()  # a torn or tampered copy: rebuild it from the parts
     return assemble_gguf(installed_parts(model), dest, model.sha256)
@@ -184,14 +185,6 @@ def assemble_gguf(parts: list[Path], dest: Path, sha256: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return dest
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ChatXLlamaCpp(BaseChatModel):
