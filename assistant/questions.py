@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from assistant.retrieval import GLOSSARY
+from assistant.retrieval import GLOSSARY, stems
 
 _CLINICAL = [
     r"\b(?:dose|doses|dosage|dosing|mg|mcg|micrograms?|milligrams?)\b",
@@ -81,6 +81,7 @@ def rewrite_follow_up(question: str, history: list[dict[str, str]] | None) -> st
 # A number word pins a figure only as a measure ("six weeks"), not as a count of what is asked for
 # ("the two scenarios").
 _UNIT = r"(?:hours?|days?|weeks?|months?|years?|minutes?|per cent|percent|million|billion|thousand)\b"
+_MEASURE_WORD = re.compile(rf"\b({'|'.join(_WORD_NUMBERS)})\b(?=[\s-]+{_UNIT})")
 # "23/24" is the financial year 2023/24 and "March 24" is March 2024, as the documents write them.
 _SHORT_YEAR = re.compile(r"(?<![\d/])([1-4]\d)/([1-4]\d)(?![\d/])")
 _MONTH_SHORT_YEAR = re.compile(
@@ -124,8 +125,7 @@ def specifics(text: str) -> set[str]:
     """
     lowered = _SHORT_YEAR.sub(_financial_year, text.lower())
     lowered = _MONTH_SHORT_YEAR.sub(lambda m: f"{m.group(1)} 20{m.group(2)}", lowered)
-    for word, digit in _WORD_NUMBERS.items():
-        lowered = re.sub(rf"\b{word}\b(?=[\s-]+{_UNIT})", digit, lowered)
+    lowered = _MEASURE_WORD.sub(lambda m: _WORD_NUMBERS[m.group(1)], lowered)
     found = labels(lowered)
     lowered = _LABELLED.sub(" ", lowered)
     # numbers inside names ("COVID-19") are not figures
@@ -154,8 +154,6 @@ def counted_things(question: str) -> list[str]:
     >>> counted_things("How many more general practice appointments?")
     ['general', 'practic', 'appoint']
     """
-    from assistant.retrieval import stems
-
     match = _COUNTED.search(question)
     return stems(match.group(1)) if match else []
 
@@ -173,8 +171,6 @@ def measured_things(question: str) -> list[str]:
     >>> measured_things("What is the gender split of the workforce?"), measured_things("What percentage of patients?")
     (['gender'], [])
     """
-    from assistant.retrieval import stems
-
     match = _MEASURED.search(question)
     return stems(match.group(1)) if match else []
 
@@ -185,8 +181,6 @@ def counts(text: str, things: list[str], window: int = 3) -> bool:
     >>> counts("deliver 50 million more appointments", ["appoint"]), counts("within two weeks", ["appoint"])
     (True, False)
     """
-    from assistant.retrieval import stems
-
     words = re.findall(r"[\w&%.,-]+", text.lower())
     for i, word in enumerate(words):
         if re.fullmatch(r"[£$]?\d[\d,.]*%?", word) or word in _WORD_NUMBERS:
