@@ -415,7 +415,7 @@ def evaluation_page() -> None:
             out = Path(tmp) / "out"
             report = evaluate(
                 items,
-                ask=lambda q: chain.ask(q, k=k),
+                ask=lambda q, history: chain.ask(q, history, k=k),
                 baseline=baseline,
                 out_dir=out,
                 progress=progress,

@@ -58,7 +58,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("eval", "Score the assistant on a QA set (JSONL), beside the naive baseline.")
     p.add_argument("qa", type=Path)
-    p.add_argument("--corpus", type=Path, help="build a temporary index from this folder")
+    p.add_argument(
+        "--corpus",
+        dest="corpora",
+        type=Path,
+        action="append",
+        help="build a temporary index from this folder (repeat for several)",
+    )
     p.add_argument("--k", type=int)
     p.add_argument("--mode", choices=["extractive", "generative"], default="extractive")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
@@ -150,26 +156,28 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     items = load_qa(args.qa)  # validated whole before anything runs
     settings = settings.with_(k=args.k)
     with tempfile.TemporaryDirectory(prefix="nhs-eval-") as tmp:
-        corpus = args.corpus or settings.corpus_dir
-        if args.corpus:
+        corpora = args.corpora or [settings.corpus_dir]
+        if args.corpora:
             settings = settings.with_(index_dir=Path(tmp) / "index")
-            build_index([args.corpus], settings)
+            build_index(args.corpora, settings)
         chain = Chain(settings)
         baseline = None
         if args.baseline:
             from assistant.baseline import NaiveBaseline
             from assistant.embeddings import load_embeddings
 
-            docs, _ = load_corpus([Path(p) for p in chain.index.manifest.get("inputs", [str(corpus)])])
+            inputs = chain.index.manifest.get("inputs") or [str(c) for c in corpora]
+            docs, _ = load_corpus([Path(p) for p in inputs])
             baseline = NaiveBaseline(docs, load_embeddings(settings.embedding_model)).ask
         with _progress_bar() as bar:
             task = bar.add_task("evaluating", total=len(items))
             report = evaluate(
                 items,
-                ask=lambda q: chain.ask(q, mode=args.mode),
+                ask=lambda q, history: chain.ask(q, history, mode=args.mode),
                 baseline=baseline,
                 out_dir=args.out,
                 progress=lambda n, total: bar.update(task, completed=n, total=total),
+                qa_file=str(args.qa),
             )
     if args.json:
         print(json.dumps({k: report[k] for k in ("metrics", "baseline", "per_tag", "n")}, ensure_ascii=False))
