@@ -30,6 +30,8 @@ class Settings:
     # Top fused evidence below this is refused as "not in the documents"; calibrated on eval/qa (issue 3).
     refusal_threshold: float = 0.35
     max_upload_mb: int = 50
+    # File names (comma-separated) of the documents whose figures lead when another document disagrees.
+    authoritative: str = ""
     max_question_chars: int = 1000
     feedback_db: Path = Path("feedback.sqlite3")
     llm: str = "none"
@@ -65,6 +67,10 @@ class Settings:
             if name in values:
                 values[name] = Path(str(values[name]))
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def authoritative_sources(self) -> set[str]:
+        return {name.strip() for name in self.authoritative.split(",") if name.strip()}
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed (None values are ignored)."""

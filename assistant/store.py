@@ -7,7 +7,9 @@
 Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
     manifest.json          model, dimension, chunking, per-file sha256, version, build time, build folder
     targets.json           the targets register (every table row, see chunking.Target)
-    builds/<id>/           index.faiss, vectors.npy, docstore.json, targets.json of one build
+    builds/<id>/           index.faiss, vectors.npy, units.npy, docstore.json, targets.json of one build
+Each chunk's metadata lists its quotable units (sentences, table rows) as spans; units.npy holds one
+vector per unit in chunk order, so the answer step can compare a question with each sentence.
 A build is written aside and made current by atomically replacing manifest.json, so a crash at any
 point leaves the previous index loadable.
 """
@@ -36,11 +38,12 @@ from assistant.chunking import CHUNKER_VERSION, chunk_documents, targets_to_json
 from assistant.config import Settings
 from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
 from assistant.loaders import Skipped, file_sha256, find_files, load_file
+from assistant.passages import Furniture, Unit, units
 
 # langchain-community is sunset upstream (pinned in pyproject); its FAISS store is what we use.
 warnings.filterwarnings("ignore", message=".*langchain-community.*", category=DeprecationWarning)
 
-FORMAT = 1
+FORMAT = 2  # 2: quotable units and their vectors
 # Measured by `nhs-assistant bench` (docs/PERFORMANCE.md): exact search costs ~0.11-0.15 ms per 1,000
 # vectors per query on one core, so above ~30k chunks it would eat the budget left after the ~20 ms query
 # embedding. Above that: IVF. At 1M chunks IndexIVFFlat(nlist=4000) at nprobe 64 measured p50 7.1 ms,
@@ -85,6 +88,28 @@ class Index:
     targets: list[dict[str, Any]]
     manifest: dict[str, Any]
     embeddings: Embeddings
+    unit_vectors: np.ndarray | None = None  # one row per unit, chunks in order
+
+    @functools.cached_property
+    def unit_rows(self) -> list[int]:
+        """The first row of each chunk's units in `unit_vectors`."""
+        rows, total = [], 0
+        for chunk in self.chunks:
+            rows.append(total)
+            total += len(chunk.metadata.get("units") or ())
+        return rows
+
+    def units_of(self, position: int) -> tuple[list[Unit], np.ndarray | None]:
+        """A chunk's quotable units and their vectors (None when the index has none)."""
+        chunk = self.chunks[position]
+        found = [
+            Unit(chunk.page_content[a:b], a, row="r" in f, caption="c" in f)
+            for a, b, f in chunk.metadata.get("units") or ()
+        ]
+        if self.unit_vectors is None or not found:
+            return found, None
+        start = self.unit_rows[position]
+        return found, self.unit_vectors[start : start + len(found)]
 
     @functools.cached_property
     def by_id(self) -> dict[str, Document]:
@@ -184,6 +209,7 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
             faiss_index.make_direct_map()
         records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
         targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
+        unit_vectors = np.load(build / "units.npy", allow_pickle=False)
     except (OSError, RuntimeError, ValueError) as err:
         raise IndexMissingError(
             f"The index build in {build} is damaged ({type(err).__name__}); run `nhs-assistant ingest`."
@@ -200,7 +226,7 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
         index_to_docstore_id={i: str(c.id) for i, c in enumerate(chunks)},
         distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
     )
-    return Index(chunks, vectorstore, targets, manifest, embeddings)
+    return Index(chunks, vectorstore, targets, manifest, embeddings, unit_vectors)
 
 
 def make_faiss_index(vectors: np.ndarray, exact_max: int) -> tuple[Any, str]:
@@ -247,6 +273,7 @@ def build_index(
     files = find_files(inputs)
     chunks: list[Document] = []
     vectors: list[np.ndarray] = []
+    unit_vectors: dict[str, np.ndarray] = {}  # chunk id -> its units' vectors, when reused
     targets: list[dict[str, Any]] = []
     file_meta: dict[str, dict[str, Any]] = {}
     to_embed: list[Document] = []
@@ -269,6 +296,7 @@ def build_index(
             positions = old.by_source.get(path.name, [])
             chunks += [old.chunks[i] for i in positions]
             vectors += [old.vectors[i] for i in positions]
+            unit_vectors.update({old.chunks[i].metadata["chunk_id"]: old.units_of(i) for i in positions})
             targets += [t for t in old.targets if t["source"] == path.name]
             file_meta[path.name] = previous
             report.reused_files += 1
@@ -281,6 +309,12 @@ def build_index(
             report.skipped.append(Skipped(path, str(getattr(err, "reason", err))))
             continue
         file_chunks, file_targets = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
+        furniture = Furniture.from_chunks(file_chunks)
+        for chunk in file_chunks:
+            chunk.metadata["units"] = [
+                [u.start, u.start + len(u.text), ("r" if u.row else "") + ("c" if u.caption else "")]
+                for u in units(chunk, furniture)
+            ]
         seen_sources.add(path.name)
         file_meta[path.name] = {
             "sha256": sha,
@@ -293,8 +327,13 @@ def build_index(
         for chunk in file_chunks:
             reuse = old.position.get(chunk.metadata["chunk_id"]) if old else None
             chunks.append(chunk)
-            if reuse is not None:
-                vectors.append(old.vectors[reuse])  # type: ignore[union-attr]
+            if (
+                reuse is not None
+                and old
+                and old.chunks[reuse].metadata.get("units") == chunk.metadata["units"]
+            ):
+                vectors.append(old.vectors[reuse])
+                unit_vectors[chunk.metadata["chunk_id"]] = old.units_of(reuse)
             else:
                 vectors.append(np.empty(0, dtype="float32"))
                 to_embed.append(chunk)
@@ -311,14 +350,30 @@ def build_index(
 
             embeddings = load_embeddings(model)
         t0 = time.perf_counter()
-        fresh = _embed(embeddings, to_embed, progress)
+        fresh = _embed(embeddings, [c.page_content for c in to_embed], progress, "embedding")
+        new_units = [c for c in chunks if c.metadata["chunk_id"] not in unit_vectors]
+        unit_texts = [_unit_text(c, a, b) for c in new_units for a, b, _ in c.metadata["units"]]
+        fresh_units = iter(_embed(embeddings, unit_texts, progress, "embedding sentences"))
+        for c in new_units:
+            unit_vectors[c.metadata["chunk_id"]] = np.array(
+                [next(fresh_units) for _ in c.metadata["units"]], dtype="float32"
+            ).reshape(-1, len(fresh[0]) if fresh else vectors[0].size)
         report.embed_seconds = time.perf_counter() - t0
         report.embedded = len(to_embed)
         slot = iter(fresh)
         vectors = [v if v.size else next(slot) for v in vectors]
         matrix = np.vstack(vectors).astype("float32")
+        unit_matrix = np.vstack([unit_vectors[c.metadata["chunk_id"]] for c in chunks]).astype("float32")
         report.index_type = _write_build(
-            settings, model, chunks, matrix, targets, file_meta, [str(p) for p in inputs], fail_after_write
+            settings,
+            model,
+            chunks,
+            matrix,
+            unit_matrix,
+            targets,
+            file_meta,
+            [str(p) for p in inputs],
+            fail_after_write,
         )
     else:
         report.index_type = old.manifest.get("index_type", "")
@@ -327,14 +382,22 @@ def build_index(
     return report
 
 
-def _embed(embeddings: Embeddings, chunks: list[Document], progress: Progress | None) -> list[np.ndarray]:
+def _unit_text(chunk: Document, start: int, end: int) -> str:
+    """What a unit is embedded as: its section (or document title) for context, then its words."""
+    where = chunk.metadata.get("section") or chunk.metadata.get("area") or chunk.metadata.get("title") or ""
+    words = " ".join(chunk.page_content[start:end].split())
+    return f"{where}: {words}" if where else words
+
+
+def _embed(
+    embeddings: Embeddings, texts: list[str], progress: Progress | None, label: str
+) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     batch = 256
-    for start in range(0, len(chunks), batch):
-        texts = [c.page_content for c in chunks[start : start + batch]]
-        out += list(np.asarray(embeddings.embed_documents(texts), dtype="float32"))
+    for start in range(0, len(texts), batch):
+        out += list(np.asarray(embeddings.embed_documents(texts[start : start + batch]), dtype="float32"))
         if progress:
-            progress("embedding", min(start + batch, len(chunks)), len(chunks))
+            progress(label, min(start + batch, len(texts)), len(texts))
     return out
 
 
@@ -347,6 +410,14 @@ class _Previous:
     targets: list[dict[str, Any]]
     position: dict[str, int]
     by_source: dict[str, list[int]]
+    unit_vectors: np.ndarray
+
+    def units_of(self, position: int) -> np.ndarray:
+        """The vectors of the units of the chunk at `position`."""
+        start = sum(len(c.metadata.get("units") or ()) for c in self.chunks[:position])
+        return np.asarray(
+            self.unit_vectors[start : start + len(self.chunks[position].metadata.get("units") or ())]
+        )
 
 
 def _previous(settings: Settings, model: str) -> _Previous | None:
@@ -359,6 +430,7 @@ def _previous(settings: Settings, model: str) -> _Previous | None:
         build = settings.index_dir / "builds" / manifest["build"]
         records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
         vectors = np.load(build / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        unit_vectors = np.load(build / "units.npy", mmap_mode="r", allow_pickle=False)
         targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
     except (AssistantError, OSError, ValueError, KeyError):
         return None
@@ -374,6 +446,7 @@ def _previous(settings: Settings, model: str) -> _Previous | None:
         targets,
         {c.metadata["chunk_id"]: i for i, c in enumerate(chunks)},
         by_source,
+        unit_vectors,
     )
 
 
@@ -390,6 +463,7 @@ def _write_build(
     model: str,
     chunks: list[Document],
     vectors: np.ndarray,
+    unit_vectors: np.ndarray,
     targets: list[dict[str, Any]],
     files: dict[str, dict[str, Any]],
     inputs: list[str],
@@ -404,6 +478,7 @@ def _write_build(
     faiss_index, kind = make_faiss_index(vectors, settings.exact_index_max)
     faiss.write_index(faiss_index, str(build / "index.faiss"))
     np.save(build / "vectors.npy", vectors, allow_pickle=False)
+    np.save(build / "units.npy", unit_vectors, allow_pickle=False)
     records = [{"id": c.id, "page_content": c.page_content, "metadata": c.metadata} for c in chunks]
     (build / "docstore.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     (build / "targets.json").write_text(json.dumps(targets, ensure_ascii=False, indent=1), encoding="utf-8")
