@@ -4,6 +4,7 @@ style or a terminal control sequence.
 
     st.markdown(literal.markdown(citation.title))      # "![x](http://host/p)" shows as those characters
     st.markdown(literal.answer(answer.text))           # the same, keeping our own "**Target:**" labels
+    f"<div>{literal.html(chunk_text)}</div>"            # inside HTML the page writes itself
     console.print(literal.console(answer.text))        # "[/bold]" and "[link=...]" print as written
 
 No library escapes Markdown for Streamlit (its own renderer is react-markdown with GFM, math and colour
@@ -21,11 +22,16 @@ import re
 _INLINE = re.compile(r"([\\`*_\[\]<>|~$:@&!{}])")
 # Starts a block when first on a line: headings, quotes, list items, setext and thematic breaks.
 _LINE_START = re.compile(r"^([ \t]*)([#>+\-=]|\d+[.)])", re.M)
-# A bare "www." domain is a GFM autolink even without a scheme.
-_WWW = re.compile(r"(?i)\b(www)\.")
+# GFM turns bare URLs, "www." domains and e-mail addresses into links after escapes are resolved (on
+# the text itself), so a backslash cannot stop it; an invisible WORD JOINER inside the scheme, after
+# "www" or after "@" does, and changes nothing a reader sees.
+_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto|xmpp)(?=\\:)|\b(www)(?=\.)|(\\@)")
+WORD_JOINER = "\u2060"
 # Our own formatting in answer text (answer.py): bold labels such as "**Target:**" and "- " list items.
 _OWN_LABEL = re.compile(r"\\\*\\\*([A-Z][A-Za-z ]{0,30})\\:\\\*\\\*")
 _OWN_BULLET = re.compile(r"^\\- ", re.M)
+# HTML's own specials and Markdown's inline ones, each as a numeric character reference, in one pass.
+_HTML = {ord(c): f"&#{ord(c)};" for c in "&<>\"'\\`*_[]|~$:@!{}"}
 # C0 controls but tab and newline, and DEL: a terminal acts on them (ESC starts colour and hyperlinks).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -34,12 +40,12 @@ def markdown(text: str) -> str:
     r"""`text` as Markdown that renders exactly as `text`, whatever it holds.
 
     >>> markdown("![x](http://host/p) costs $5")
-    '\\!\\[x\\](http\\://host/p) costs \\$5'
+    '\\!\\[x\\](http\u2060\\://host/p) costs \\$5'
     >>> markdown("# Title\n1. item")
     '\\# Title\n1\\. item'
     """
     escaped = _INLINE.sub(r"\\\1", text)
-    escaped = _WWW.sub(r"\1\\.", escaped)
+    escaped = _AUTOLINK.sub(lambda m: m.group(0) + WORD_JOINER, escaped)
     return _LINE_START.sub(lambda m: m.group(1) + _escape_marker(m.group(2)), escaped)
 
 
@@ -63,6 +69,16 @@ def code(text: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     return f"{fence} {text} {fence}" if longest else f"{fence}{text}{fence}"
+
+
+def html(text: str) -> str:
+    """`text` as the text of an HTML element: no tag can open, and should the HTML ever be read as
+    Markdown, no link or image either (the characters that would start one are character references).
+
+    >>> html('<img src=x> ![a](b) A&E')
+    '&#60;img src=x&#62; &#33;&#91;a&#93;(b) A&#38;E'
+    """
+    return text.translate(_HTML)
 
 
 def console(text: str) -> str:

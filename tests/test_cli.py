@@ -107,7 +107,10 @@ def test_ingest_skips_malformed_docx_and_exits_0(index_env: Callable[[str], dict
 
     corpus, index = _corpus_copy(index_env, "cli-docx")
     (corpus / "random.docx").write_bytes(os.urandom(5000))
-    with zipfile.ZipFile(FIXTURES / "tables.docx") as good, zipfile.ZipFile(corpus / "broken.docx", "w") as bad:
+    with (
+        zipfile.ZipFile(FIXTURES / "tables.docx") as good,
+        zipfile.ZipFile(corpus / "broken.docx", "w") as bad,
+    ):
         for item in good.infolist():
             data = good.read(item)
             bad.writestr(item, data[:-200] if item.filename == "word/document.xml" else data)
@@ -122,7 +125,9 @@ def test_ingest_skips_malformed_docx_and_exits_0(index_env: Callable[[str], dict
 
 
 @pytest.fixture(scope="module")
-def markup_ingest(index_env: Callable[[str], dict[str, str]]) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def markup_ingest(
+    index_env: Callable[[str], dict[str, str]],
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """The real corpus indexed, then `ingest new-folder/` of one document full of Rich markup."""
     corpus, index = _corpus_copy(index_env, "cli-markup")
     new = corpus.parent / "new-folder"
