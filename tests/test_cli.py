@@ -139,7 +139,7 @@ def markup_ingest(
 MARKUP_DOCUMENT = (
     "# Riverside [bold]bulletin[/bold]\n\n"
     "The Riverside [/bold] bulletin says [link=http://evil.example/]the new ward[/link] will open "
-    "14 community beds by March 2025 [red]urgently[/red].\n"
+    "14 community beds by March 2025 [red]urgently[/red] \x1b]8;;http://evil.example/\x1b\\here\x1b]8;;\x1b\\.\n"
 )
 
 
@@ -171,6 +171,7 @@ def test_ask_prints_document_markup_literally(
     assert result.returncode == 0, result.stderr
     assert "MarkupError" not in result.stderr
     assert "[/bold]" in result.stdout and "[link=http://evil.example/]the new ward[/link]" in result.stdout
+    assert "\x1b" not in result.stdout  # the document's own escape sequence (a hyperlink) is not passed on
 
 
 def test_ingest_waits_for_another_writer_or_fails_clearly_with_no_wait(tmp_path: Path) -> None:

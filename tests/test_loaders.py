@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,12 @@ def test_symbolic_links_below_a_folder_are_skipped_not_followed(tmp_path: Path) 
     reasons = {s.path.name: s.reason for s in skipped}
     assert set(reasons) == {"notes.txt", "linked-folder"}
     assert all("symbolic link" in r and "not followed" in r for r in reasons.values())
+
+
+def test_a_pipe_named_like_a_document_is_refused_without_reading_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "notes.txt")  # opening it to read would wait for a writer forever
+    with pytest.raises(DocumentError, match="not a regular file"):
+        load_file(tmp_path / "notes.txt")
 
 
 def test_hidden_folders_are_not_scanned(tmp_path: Path) -> None:

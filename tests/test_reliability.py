@@ -165,6 +165,48 @@ def test_two_concurrent_ingests_both_keep_their_files(tmp_path: Path) -> None:
         assert {c.metadata["source"] for c in loaded.chunks} == expected
 
 
+# Rebuilds one index again and again, a document in and out, as fast as it can.
+_REBUILDS = """
+import sys
+from pathlib import Path
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from assistant.config import Settings
+from assistant.store import build_index
+
+corpus, index = Path(sys.argv[1]), Path(sys.argv[2])
+for n in range(int(sys.argv[3])):
+    extra = corpus / "extra.md"
+    if n % 2:
+        extra.unlink()
+    else:
+        extra.write_text(f"# Extra {n}\\n\\nOpen {n} beds.\\n")
+    build_index([corpus], Settings(index_dir=index), embeddings=DeterministicFakeEmbedding(size=32),
+                model="fake", prune=True)
+"""
+
+
+def test_readers_never_see_a_half_made_index(tmp_path: Path) -> None:
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    shutil.copytree(ROOT / "corpus", corpus)
+    settings = Settings(index_dir=index)
+    build_index([corpus], settings, embeddings=DeterministicFakeEmbedding(size=32), model="fake")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _REBUILDS, str(corpus), str(index), "30"],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    loads = 0
+    while writer.poll() is None:
+        loaded = load_index(settings, DeterministicFakeEmbedding(size=32), model="fake")
+        assert len(loaded.chunks) == loaded.faiss_index.ntotal == loaded.manifest["count"]
+        assert {c.metadata["source"] for c in loaded.chunks} == set(loaded.manifest["files"])
+        loads += 1
+    assert writer.returncode == 0, writer.stderr.read() if writer.stderr else ""
+    assert loads >= 5
+
+
 def test_no_pickle_in_the_code_or_the_index(tmp_path: Path) -> None:
     settings = Settings(index_dir=tmp_path / "index")
     build_index([ROOT / "corpus"], settings, embeddings=DeterministicFakeEmbedding(size=32), model="fake")

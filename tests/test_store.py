@@ -251,3 +251,14 @@ def test_a_second_writer_waits_or_fails_clearly(tmp_path: Path, corpus: Path) ->
         [corpus], settings, embeddings=CountingEmbedding(size=64), model=FAKE, on_wait=waited.append
     )
     assert report.files == 2 and not waited  # free again: no wait, no message
+
+
+def test_ingest_names_each_symbolic_link_it_skips(tmp_path: Path, corpus: Path) -> None:
+    # issue 12 finding 3: a link to /etc/passwd was indexed, and a refusal then quoted it as a topic
+    (corpus / "notes.txt").symlink_to("/etc/passwd")
+    settings = Settings(index_dir=tmp_path / "index")
+    report = _build(corpus, settings)
+    assert [(s.path.name, "symbolic link" in s.reason) for s in report.skipped] == [("notes.txt", True)]
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert "notes.txt" not in index.manifest["files"]
+    assert not any("root:" in c.page_content or "root:" in c.metadata["title"] for c in index.chunks)
