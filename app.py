@@ -344,7 +344,14 @@ def documents_page() -> None:
         name_col, info_col, button_col = st.columns([5, 2, 1.5], vertical_alignment="center")
         name_col.markdown(literal.code(path.name))
         info_col.caption(f"{path.lstat().st_size / 1024:.0f} KB · {status}")
-        if allowed and button_col.button("Remove", key=f"remove_{path.name}", icon=":material/delete:"):
+        last = len(files) == 1  # an index cannot be empty: the last document would stay searchable
+        if allowed and button_col.button(
+            "Remove",
+            key=f"remove_{path.name}",
+            icon=":material/delete:",
+            disabled=last,
+            help="The last document cannot be removed; add another first." if last else None,
+        ):
             st.session_state.confirm_remove = path.name
         if allowed and st.session_state.get("confirm_remove") == path.name:
             confirm_removal(chain, path.name)

@@ -321,6 +321,15 @@ def test_document_text_is_shown_literally_never_as_markdown(own_env: dict[str, s
 
 
 @pytest.mark.slow
+def test_the_last_document_cannot_be_removed(own_env: dict[str, str]) -> None:
+    corpus = Path(own_env["ASSISTANT_CORPUS_DIR"])
+    (corpus / "nhs-business-plan-2023-24-breakdown.txt").unlink()
+    at = _go(_app(), "Documents")
+    [remove] = [b for b in at.button if str(b.key).startswith("remove_")]
+    assert remove.disabled and "add another first" in remove.help
+
+
+@pytest.mark.slow
 def test_admin_password_gates_changes_to_the_documents(
     app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

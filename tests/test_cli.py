@@ -107,6 +107,7 @@ def test_ingest_skips_malformed_docx_and_exits_0(index_env: Callable[[str], dict
 
     corpus, index = _corpus_copy(index_env, "cli-docx")
     (corpus / "random.docx").write_bytes(os.urandom(5000))
+    (corpus / "[bold]odd.docx").write_bytes(os.urandom(500))  # a name with Rich markup in it
     with (
         zipfile.ZipFile(FIXTURES / "tables.docx") as good,
         zipfile.ZipFile(corpus / "broken.docx", "w") as bad,
@@ -119,6 +120,7 @@ def test_ingest_skips_malformed_docx_and_exits_0(index_env: Callable[[str], dict
     assert "Traceback" not in result.stderr
     assert "Skipped random.docx: corrupt DOCX" in result.stderr
     assert "Skipped broken.docx: corrupt DOCX" in result.stderr
+    assert "Skipped [bold]odd.docx: corrupt DOCX" in result.stderr
     assert "Indexed 2 files" in result.stdout
     loaded = load_index(Settings(index_dir=index), DeterministicFakeEmbedding(size=384))
     assert set(loaded.manifest["files"]) == {p.name for p in (ROOT / "corpus").iterdir()}

@@ -262,3 +262,24 @@ def test_ingest_names_each_symbolic_link_it_skips(tmp_path: Path, corpus: Path) 
     index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
     assert "notes.txt" not in index.manifest["files"]
     assert not any("root:" in c.page_content or "root:" in c.metadata["title"] for c in index.chunks)
+
+
+def test_a_file_that_breaks_the_chunker_is_skipped_and_the_run_goes_on(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assistant.store
+
+    real = assistant.store.chunk_documents
+
+    def failing(docs, *args):  # noqa: ANN001, ANN202 - injected fault for one file
+        if docs[0].metadata["source"] == "odd.md":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(docs, *args)
+
+    monkeypatch.setattr(assistant.store, "chunk_documents", failing)
+    (corpus / "odd.md").write_text("# Odd\n\nText.\n", encoding="utf-8")
+    report = _build(corpus, Settings(index_dir=tmp_path / "index"))
+    assert [str(s) for s in report.skipped] == [
+        "odd.md: could not be split into passages (RecursionError); re-save it as plain text"
+    ]
+    assert report.files == 2
