@@ -5,6 +5,7 @@ Every setting has an ASSISTANT_* variable; `Settings.from_env()` validates them 
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,8 @@ class Settings:
     llm: str = "none"
     gguf_model: str = "qwen2.5-coder-1.5b"
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "nhs-assistant")
+    # When set, adding, removing, restoring and re-indexing documents in the app need it (not shown in repr).
+    admin_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.chunk_size < 100:
@@ -51,6 +54,12 @@ class Settings:
             raise ConfigError(f"ASSISTANT_LLM ({self.llm!r}) must be one of {', '.join(LLM_BACKENDS)}.")
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb ({self.max_upload_mb}) must be at least 1.")
+
+    def admits(self, password: str | None) -> bool:
+        """Whether `password` unlocks the document changes (always, when no admin password is set)."""
+        if not self.admin_password:
+            return True
+        return hmac.compare_digest((password or "").encode(), self.admin_password.encode())
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
