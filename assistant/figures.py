@@ -129,7 +129,8 @@ def _value(number: str, scale: str | None = None) -> float:
     return float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1.0)
 
 
-def read(text: str) -> list[Figure]:
+@functools.lru_cache(maxsize=8192)
+def read(text: str) -> tuple[Figure, ...]:
     """The quantities a text states, in order: percentages, money, lengths of time and counts.
 
     Years, financial years, month-and-year dates, labels ("category 2", "Table 1") and numbers inside
@@ -140,7 +141,7 @@ def read(text: str) -> list[Figure]:
     >>> [(f.value, f.kind) for f in read("£1 billion to create an additional 5,000 hospital beds in 2023/24")]
     [(1000000000.0, 'money'), (5000.0, 'count')]
     >>> read("Improve category 2 ambulance response times (Table 1) after COVID-19")
-    []
+    ()
     """
     text = _blank(digits(text))
     found: list[tuple[int, Figure]] = []
@@ -163,7 +164,8 @@ def read(text: str) -> list[Figure]:
         claim(m, Figure(_value(m["n"]), "duration", unit, m.group(0).strip()))
     for m in _COUNT.finditer(text):
         claim(m, Figure(_value(m["n"], m["scale"]), "count", "", m.group(0).strip()))
-    return [figure for _, figure in sorted(found, key=lambda pair: pair[0])]
+    # cached: the same chunk is read for each of its passages
+    return tuple(figure for _, figure in sorted(found, key=lambda pair: pair[0]))
 
 
 def _blank(text: str) -> str:

@@ -60,7 +60,9 @@ _LIST = re.compile(
 )
 _YES_NO = re.compile(
     r"^\s*(?:so\s+|and\s+|but\s+)?(?:is|are|was|were|do|does|did|has|have|had|will|would|can|could|should|shall|"
-    r"isn't|aren't|doesn't|don't|didn't)\b|\b(?:right|correct|true)\s*\?*\s*$|\bis it true\b|\bis that\b",
+    r"isn't|aren't|doesn't|don't|didn't|r)\b|\b(?:right|correct|true)\s*\?*\s*$|\bis it true\b|\bis that\b"
+    # "anything on community pharmacy?", "apprenticeships mentioned anywhere?": do the documents cover it
+    r"|^\s*(?:anything|any)\b|\bmention(?:ed|s)?\b|\banywhere\s*\??\s*$",
     re.I,
 )
 _WHO = re.compile(
@@ -94,7 +96,7 @@ _WANTS = (
     (
         "percent",
         r"%|\bper ?cent\b|\bpercentages?\b|\bproportions?\b|\bwhat share\b|\brate\b|\bhow (?:full|likely)\b"
-        r"|\bwhat fraction\b|\bmore than half\b|\bmajority\b",
+        r"|\bwhat fraction\b|\bmore than half\b|\bmajority\b|\b(?:gender|age|ethnic) (?:split|breakdown|mix)\b",
     ),
     (
         "duration",
@@ -104,6 +106,8 @@ _WANTS = (
     ("count", r"\bhow many\b|\bwhat (?:is|was) the (?:number|size|total)\b|\bnumber of\b|\bhow big\b"),
 )
 _WANTS_COMPILED = [(kind, re.compile(pattern, re.I)) for kind, pattern in _WANTS]
+# "what is the projected demand", "the total": a figure must be given (a "target" may have none)
+_NUMBER_NEEDED = re.compile(r"\b(?:projected|estimated|forecast|predicted|total|how much)\b", re.I)
 _FIGURE_QUESTION = re.compile(
     r"\bhow (?:many|much|big|large|long|quickly|fast|full)\b|\bby how much\b|%|\bpercent\w*\b"
     r"|\bwhat\b(?:\s+[\w&-]+){0,4}\s+(?:rate|percentage|proportion|share|level|number|figure|size|split|"
@@ -163,7 +167,8 @@ class Question:
     reading: str  # the question read in its conversation: what was understood (shown with the answer)
     query: str  # what retrieval searches: the reading with typos corrected and glossary expansions
     kind: str  # one of KINDS
-    wants: str | None = None  # percent | money | duration | count | any | date | None (no figure asked for)
+    # percent | money | duration | count | number (any figure, required) | any (a figure welcome) | date | None
+    wants: str | None = None
     wants_date: bool = False  # a deadline is asked for too ("how many ..., and by when?")
     figures: tuple[Figure, ...] = ()  # quantities the question states ("sixty seven percent")
     years: frozenset[str] = frozenset()  # "2024", "2023/24"
@@ -183,7 +188,7 @@ class Question:
 
     @property
     def asks_figure(self) -> bool:
-        return self.wants in ("percent", "money", "duration", "count")
+        return self.wants in ("percent", "money", "duration", "count", "number")
 
     @property
     def claims(self) -> bool:
@@ -249,6 +254,8 @@ def wants_of(text: str) -> str | None:
             return kind
     if _DEADLINE.search(text):
         return "date"
+    if _NUMBER_NEEDED.search(text):
+        return "number"
     if _FIGURE_QUESTION.search(text) or re.search(
         r"\b(?:target|standard|ambition|trajectory)s?\b", text, re.I
     ):
@@ -395,8 +402,9 @@ def parse(
     expansions = tuple((vocabulary or Vocabulary({}, 0)).expansions(corrected))
     expanded = [s for e in (vocabulary or Vocabulary({}, 0)).expansions(current) for s in topic_stems(e)]
     excluded = excluded_topic(current)
-    own = [t for t in topic_stems(current) + expanded if t not in excluded]
-    earlier_topic = topic_stems(earlier) if follow_up else []
+    unused = vocabulary.unused_forms(corrected) if vocabulary else set()
+    own = [t for t in topic_stems(current) + expanded if t not in excluded and t not in unused]
+    earlier_topic = [t for t in topic_stems(earlier) if t not in unused] if follow_up else []
     if follow_up and (_points_back(text) or not own):
         # "what kinds of people were they?": a pronoun's topic is the earlier question's
         own, earlier_topic = own + earlier_topic, []
