@@ -29,7 +29,7 @@ from assistant.config import MODES, Settings
 from assistant.errors import ConfigError, QuestionError
 from assistant.evidence import Passage, Policy, Verdict
 from assistant.figures import labels
-from assistant.lexicon import Vocabulary
+from assistant.lexicon import Vocabulary, stems
 from assistant.passages import Furniture, is_contents, units
 from assistant.questions import Question
 from assistant.retrieval import Hit, HybridRetriever
@@ -142,8 +142,15 @@ class Chain:
         )
 
     def understand(self, question: str, history: list[dict[str, str]] | None = None) -> Question:
-        """The question parsed against this index's vocabulary (typos, its own abbreviations)."""
-        return questions.parse(question, history, self._loaded().vocabulary)
+        """The question parsed against this index's vocabulary (typos, its own abbreviations); the words
+        naming a document it asks about ("in the Data Driven Healthcare report") are not its topic."""
+        state = self._loaded()
+        q = questions.parse(question, history, state.vocabulary)
+        named, keywords = state.retriever.named_sources(q.query)
+        if not named:
+            return q
+        naming = set(stems(q.query)) - set(stems(keywords))
+        return replace(q, topic=tuple(t for t in q.topic if t not in naming))
 
     def passages(
         self, q: Question, filters: dict[str, list[str]] | None = None, k: int | None = None
@@ -334,7 +341,7 @@ class Chain:
         quoted: list[str] = []
         trace["parts"] = []
         for part in q.parts:
-            sub = questions.parse(part, None, loaded.vocabulary)
+            sub = self.understand(part)
             hits, candidates, _ = self.passages(sub, state["filters"], state["k"])
             chunks.update({h.chunk.metadata["chunk_id"]: h.chunk for h in hits})
             if q.kind != "comparison":
@@ -404,7 +411,7 @@ class Chain:
         if q.kind != "yesno":
             return None
         quoted = " ".join(quotes)
-        verdict = answers.yes_or_no(list(q.figures), set(q.dates), quoted)
+        verdict = answers.yes_or_no(list(q.figures), set(q.dates), quoted, q.claim)
         if verdict:
             return verdict
         lowered = f" {q.text.lower()} "

@@ -225,7 +225,9 @@ def _wanted_date_absent(q: Question, p: Passage) -> str | None:
 
 
 def _excluded(q: Question, p: Passage) -> str | None:
-    if q.excluded and set(q.excluded) <= set(stems(p.text)):
+    said = set(stems(p.text))
+    # a quote about what is left out, and nothing else the question asks about
+    if any(set(item) <= said for item in q.excluded) and not said & set(q.topic):
         return "it is what the question leaves out"
     return None
 

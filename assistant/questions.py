@@ -178,13 +178,16 @@ class Question:
     context: tuple[str, ...] = ()  # stems of the earlier turn's topic, for a follow-up
     measure: tuple[str, ...] = ()  # stems of what a figure counts or measures ("appoint")
     nations: frozenset[str] = frozenset()  # nations other than England it names
-    excluded: tuple[str, ...] = ()  # stems of a topic to leave out ("apart from more beds")
+    excluded: tuple[tuple[str, ...], ...] = ()  # items to leave out ("apart from more beds"), as stems
     parts: tuple[str, ...] = ()  # sub-questions of a comparison or two-part question
     follow_up: bool = False
     clinical: bool = False
     injection: bool = False
     expansions: tuple[str, ...] = ()
     acronyms: tuple[str, ...] = field(default=())
+    claim: str | None = (
+        None  # how a yes/no question's figure is claimed: ">" ("more than half"), "<" or None (equal)
+    )
 
     @property
     def asks_figure(self) -> bool:
@@ -275,14 +278,19 @@ def nations_named(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def excluded_topic(text: str) -> tuple[str, ...]:
-    """Stems of what an "apart from X" question leaves out.
+def excluded_topic(text: str) -> tuple[tuple[str, ...], ...]:
+    """The items an "apart from X and Y" question leaves out, each as its stems.
 
     >>> excluded_topic("apart from more beds, what else is the plan doing for A&E?")
-    ('bed',)
+    (('bed',),)
+    >>> excluded_topic("other than more beds and staff, what else?")
+    (('bed',), ('staff',))
     """
     match = _EXCLUSION.search(text)
-    return tuple(topic_stems(match.group("what"))) if match else ()
+    if not match:
+        return ()
+    items = re.split(r"\s*(?:,|\band\b|\bor\b|&)\s*", match.group("what"))
+    return tuple(stems_ for item in items if (stems_ := tuple(topic_stems(item))))
 
 
 def parts_of(text: str, kind: str) -> tuple[str, ...]:
@@ -403,7 +411,8 @@ def parse(
     expanded = [s for e in (vocabulary or Vocabulary({}, 0)).expansions(current) for s in topic_stems(e)]
     excluded = excluded_topic(current)
     unused = vocabulary.unused_forms(corrected) if vocabulary else set()
-    own = [t for t in topic_stems(current) + expanded if t not in excluded and t not in unused]
+    left_out = {t for item in excluded for t in item}
+    own = [t for t in topic_stems(current) + expanded if t not in left_out and t not in unused]
     earlier_topic = [t for t in topic_stems(earlier) if t not in unused] if follow_up else []
     if follow_up and (_points_back(text) or not own):
         # "what kinds of people were they?": a pronoun's topic is the earlier question's
@@ -430,6 +439,25 @@ def parse(
         injection=is_injection(text),
         expansions=expansions,
         acronyms=tuple(w.lower() for w in re.findall(r"\b[A-Z][A-Z&]{1,5}(?=s?\b)", corrected)),
+        claim=_claim(current) if kind == "yesno" else None,
+    )
+
+
+def _claim(text: str) -> str | None:
+    """ ">" for "more than / over / at least N", "<" for "less than / under / at most N", else None.
+
+    >>> _claim("so is that more than 50%?"), _claim("is it under 10 days?"), _claim("is it 76%?")
+    ('>', '<', None)
+    """
+    match = re.search(
+        r"\b(more than|over|above|at least|greater than|less than|under|below|at most|fewer than)\s+\S*\d",
+        text,
+        re.I,
+    )
+    if not match:
+        return None
+    return (
+        ">" if match.group(1).lower() in ("more than", "over", "above", "at least", "greater than") else "<"
     )
 
 
