@@ -148,9 +148,13 @@ def fit(examples: list[Example], c: float) -> tuple[np.ndarray, float]:
 
     X = np.vstack([e.X for e in examples if len(e.X)])
     y = np.concatenate([e.y for e in examples if len(e.X)])
+    # fitted on standardised features (so one C regularises each alike), returned for the raw ones
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale == 0] = 1.0
     model = LogisticRegression(C=c, max_iter=2000)
-    model.fit(X, y)
-    return model.coef_[0], float(model.intercept_[0])
+    model.fit((X - mean) / scale, y)
+    w = model.coef_[0] / scale
+    return w, float(model.intercept_[0] - (mean * w).sum())
 
 
 def probs(ex: Example, w: np.ndarray, b: float) -> np.ndarray:
