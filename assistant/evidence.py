@@ -345,6 +345,17 @@ def _date_fit(q: Question, p: Passage, _: Vocabulary) -> float:
     return 1.0 if figures.years(p.text) or figures.dates(p.text) else -1.0
 
 
+_HEADED = re.compile(r"^\W*([A-Z][^:.!?\n]{2,80}?)\s*:\s+\S")
+
+
+def _heading_named(q: Question, p: Passage, v: Vocabulary) -> float:
+    """Share of the words of the heading a quote opens with ("Maximising Diagnostic Capacity: ...",
+    "Recommendation 5: ...") that the question asks about: a passage headed by what is asked is about it."""
+    match = _HEADED.match(p.text)
+    heading = set(stems(match.group(1))) if match and len(match.group(1).split()) <= 10 else set()
+    return len(heading & set(q.topic)) / len(heading) if heading else 0.0
+
+
 def _label_named(q: Question, p: Passage, _: Vocabulary) -> float:
     if not q.labels:
         return 0.0
@@ -412,6 +423,11 @@ FEATURES: tuple[Feature, ...] = (
         "measure near figure",
         "The quote's figure is of the thing asked about ('50 million more appointments').",
         _measure_near_figure,
+    ),
+    Feature(
+        "heading names the topic",
+        "A quote that opens with a heading naming what is asked ('Maximising Diagnostic Capacity: ...') is about it.",
+        _heading_named,
     ),
     Feature(
         "names the label",

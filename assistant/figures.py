@@ -155,7 +155,7 @@ def read(text: str) -> tuple[Figure, ...]:
     [(76.0, 'percent', ''), (4.0, 'duration', 'hour')]
     >>> [(f.value, f.kind) for f in read("£1 billion to create an additional 5,000 hospital beds in 2023/24")]
     [(1000000000.0, 'money'), (5000.0, 'count')]
-    >>> read("Improve category 2 ambulance response times (Table 1) after COVID-19")
+    >>> read("Improve category 2 ambulance response times (Table 1) after COVID-19, over the next 10 years")
     ()
     """
     text = _blank(digits(text))
@@ -183,9 +183,13 @@ def read(text: str) -> tuple[Figure, ...]:
     return tuple(figure for _, figure in sorted(found, key=lambda pair: pair[0]))
 
 
+# "over the next 10 years": the horizon of a statement, not a figure it states
+_HORIZON = re.compile(r"\b(?:next|last|past|coming|over the next|in the next)\s+\d+\s+(?:years?|months?|decades?)\b", re.I)
+
+
 def _blank(text: str) -> str:
-    """`text` with years, dates, labels and names blanked out (same length, so spans stay put)."""
-    for pattern in (_NAME_NUMBER, _LABELLED, _MONTH_YEAR, _FINANCIAL_YEAR, _YEAR):
+    """`text` with years, dates, labels, names and horizons blanked out (same length, so spans stay put)."""
+    for pattern in (_NAME_NUMBER, _LABELLED, _MONTH_YEAR, _FINANCIAL_YEAR, _YEAR, _HORIZON):
         text = pattern.sub(lambda m: " " * len(m.group(0)), text)
     return text
 

@@ -39,7 +39,7 @@ FRAME_WORDS = frozenset(
     "report reports say says nhs national please give show list mention mentioned mentions actual actually "
     "right exactly really ok okay thanks just like know more extra additional new other else apart one due vs "
     "versus see kind kinds type types sort go going far back now currently whether make made get gets like also "
-    "even still much way ways happen happening done doing said plus big large size many"
+    "even still much way ways happen happening done doing said plus big large size many according"
     " january february march april may june july august september october november december".split()
 )
 
