@@ -37,14 +37,18 @@ class Chain:
     """Loads the index lazily (once) and answers questions over it."""
 
     def __init__(
-        self, settings: Settings | None = None, embeddings: Embeddings | None = None, model: str | None = None
+        self,
+        settings: Settings | None = None,
+        embeddings: Embeddings | None = None,
+        model: str | None = None,
+        chat_model: Any = None,
     ):
         self.settings = settings or Settings.from_env()
         self._embeddings = embeddings
         self._model = model
         self._lock = threading.Lock()
         self._state: _State | None = None
-        self._chat_model: Any = None
+        self._chat_model: Any = chat_model  # None: the one ASSISTANT_LLM names, loaded on first use
         self.runnable: Runnable[dict[str, Any], Answer] = (
             RunnableLambda(self._prepare) | RunnableLambda(self._retrieve) | RunnableLambda(self._respond)
         )
@@ -52,6 +56,11 @@ class Chain:
     @property
     def index(self) -> Index:
         return self._loaded()[0]
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        """The hybrid retriever over the loaded index (retrieval without an answer)."""
+        return self._loaded()[1]
 
     def reload(self) -> None:
         """Re-read the index (after an ingest) on the next call."""
