@@ -3,19 +3,30 @@ up both (a real server, two real worker processes)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
-from conftest import running_api
+from conftest import ROOT, running_api
 
 pytestmark = pytest.mark.slow
 RIVERSIDE = (
     b"# Riverside bulletin\n\nThe Riverside trust aims to cut falls on its wards by 15% by April 2025.\n"
 )
+
+
+def _load_bench() -> ModuleType:
+    """bench/load_api.py, the load test script (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("load_api", ROOT / "bench" / "load_api.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _health_by_worker(
@@ -72,4 +83,11 @@ def test_two_workers_see_an_upload_without_restart_and_metrics_add_up(
             r'nhs_assistant_requests_total\{method="GET",route="/v1/models",status="200"\} (\S+)', metrics
         )
         assert count and float(count.group(1)) == 20
+
+        # The load test's own checks, small: concurrent clients get no error and the single client's answers.
+        bench = _load_bench()
+        result = bench.measure(base, bench.load_questions(6), clients=4, deadline=time.monotonic() + 120)
+        for run in ("single", "concurrent"):
+            assert result[run]["errors"] == 0 and result[run]["answers_differing_from_single_client"] == 0
+        assert result["concurrent"]["requests"] == 24
     assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -273,3 +273,17 @@ def test_a_job_whose_process_died_is_reported_failed(tmp_path: Path) -> None:
     )
     record = jobs.get(job["id"])
     assert record is not None and record["status"] == "failed" and "stopped" in record["error"]
+
+
+def test_the_socket_shared_by_workers_is_marked_tcp_so_replies_are_not_held_back() -> None:
+    import socket
+
+    from assistant.server import _TcpConfig
+
+    config = _TcpConfig(
+        "assistant.server:app_from_env", factory=True, host="127.0.0.1", port=free_port(), workers=2
+    )
+    with config.bind_socket() as listener:
+        listener.listen()
+        with socket.create_connection(listener.getsockname()), listener.accept()[0] as accepted:
+            assert accepted.proto == socket.IPPROTO_TCP  # asyncio sets TCP_NODELAY only then (uvicorn#3149)
