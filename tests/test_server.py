@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 
 from assistant.chain import Chain
 from assistant.config import Settings
-from assistant.errors import ConfigError
+from assistant.errors import AssistantError, ConfigError
 from assistant.jobs import Jobs
 from assistant.keys import hash_token, load_keys, new_key, parse_keys, role_of
 from assistant.server import check_bind, create_app
@@ -33,10 +33,13 @@ TOKEN_DELAY = 0.05
 
 
 class SlowChatModel(GenericFakeChatModel):
-    """A fake chat model that streams its scripted replies a word at a time, slowly, like a real one."""
+    """A fake chat model that streams its scripted replies a word at a time, slowly, like a real one;
+    the word CRASH makes it fail there, as a local model can."""
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
         for chunk in super()._stream(*args, **kwargs):
+            if chunk.text == "CRASH":
+                raise AssistantError("The local model failed: out of memory.")
             time.sleep(TOKEN_DELAY)
             yield chunk
 
@@ -68,7 +71,8 @@ def test_generative_stream_sends_tokens_as_they_come_then_verified_sources(
 ) -> None:
     draft = "No less than 76% of patients should be seen within 4 hours by March 2024 [1]."
     unverifiable = "The A&E target is 95% of patients within 4 hours [1]."
-    model = SlowChatModel(messages=iter([AIMessage(content=draft), AIMessage(content=unverifiable)]))
+    crash = "The target is CRASH"
+    model = SlowChatModel(messages=iter([AIMessage(content=c) for c in (draft, unverifiable, crash)]))
     settings = _settings(index_env("generative"), llm="openai")
     app = create_app(settings, Chain(settings, chat_model=model))
     with serving(app) as base:
@@ -103,6 +107,15 @@ def test_generative_stream_sends_tokens_as_they_come_then_verified_sources(
         assert "Checked against the sources" in text and "76%" in text.split("Checked")[1]
         final = dict(chunks[-1].choices[0].model_extra or {})
         assert "95%" not in final["answer"] and "76%" in final["answer"]
+
+        # The model fails after its first tokens: the stream ends with an error event, which the client raises.
+        streamed = []
+        with pytest.raises(openai.APIError, match="The local model failed: out of memory"):
+            for chunk in client.chat.completions.create(
+                model="nhs-assistant-generative", messages=[{"role": "user", "content": AE}], stream=True
+            ):
+                streamed.append(chunk.choices[0].delta.content or "")
+        assert "".join(streamed) == "The target is "
 
 
 def test_cors_allows_only_the_configured_origins(tmp_path: Path) -> None:
@@ -229,8 +242,6 @@ def _finished(jobs: Jobs, job_id: str) -> dict[str, Any]:
 
 
 def test_jobs_report_progress_results_and_failures(tmp_path: Path) -> None:
-    from assistant.errors import AssistantError
-
     jobs = Jobs(tmp_path / "jobs")
 
     def work(progress: Callable[[str, int, int], None]) -> dict[str, Any]:
