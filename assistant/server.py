@@ -573,24 +573,15 @@ def _filters(state: _State, given: ContextFilter | None, param: str) -> dict[str
     """Chain filters from the API's {sources, areas}; a name the index does not hold is a 400."""
     if given is None or not (given.sources or given.areas):
         return None
-    index = state.fresh_chain().index
-    sources, areas = state.known(index)
-    for name in given.sources or []:
-        if name not in sources:
-            raise ApiError(
-                400,
-                f"{param}.sources: {name!r} is not an indexed document; GET /v1/documents lists them.",
-                param=f"{param}.sources",
-                code="unknown_source",
-            )
-    for name in given.areas or []:
-        if name not in areas:
-            raise ApiError(
-                400,
-                f"{param}.areas: {name!r} is not an area of the index; use one of {', '.join(sorted(areas))}.",
-                param=f"{param}.areas",
-                code="unknown_area",
-            )
+    sources, areas = state.known(state.fresh_chain().index)
+    for field, asked, known, hint in (
+        ("sources", given.sources, sources, "is not an indexed document; GET /v1/documents lists them"),
+        ("areas", given.areas, areas, f"is not an area of the index; use one of {', '.join(sorted(areas))}"),
+    ):
+        for name in asked or []:
+            if name not in known:
+                where = f"{param}.{field}"
+                raise ApiError(400, f"{where}: {name!r} {hint}.", param=where, code=f"unknown_{field[:-1]}")
     filters = {"source": list(given.sources or []), "area": list(given.areas or [])}
     return {k: v for k, v in filters.items() if v}
 

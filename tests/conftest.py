@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -91,8 +91,7 @@ def running_api(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
             yield base
         finally:
             proc.terminate()
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.kill()  # nothing happens if it has exited
+            proc.wait()

@@ -255,6 +255,10 @@ def test_chunks_returns_scored_passages_with_metadata(api: Api) -> None:
             "/v1/chunks", json={"text": "beds", "filters": {"sources": [PLAN]}, "limit": 5}
         ).json()
         assert only["data"] and all(c["metadata"]["source"] == PLAN for c in only["data"])
+        unknown = http.post("/v1/chunks", json={"text": "dentistry", "filters": {"areas": ["Dentistry"]}})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_area"
+    assert "filters.areas: 'Dentistry' is not an area" in unknown.json()["error"]["message"]
+    assert "Cancer" in unknown.json()["error"]["message"]
 
 
 def test_targets_filter_by_area_and_deadline_as_json_and_csv(api: Api) -> None:
