@@ -478,6 +478,15 @@ def _admin_routes() -> APIRouter:
             except DocumentError as err:
                 errors.append({"name": name, "error": str(err)})
                 continue
+            except (OSError, ValueError) as err:  # a name the file system refuses (NUL, too long)
+                short = name if len(name) <= 60 else f"{name[:57]}..."
+                errors.append(
+                    {
+                        "name": name,
+                        "error": f"{short!r} cannot be saved ({getattr(err, 'strerror', None) or err}); rename the file.",
+                    }
+                )
+                continue
             saved.append({"name": name, "saved_as": path.name, "note": note})
         if not saved:
             raise ApiError(
@@ -525,7 +534,8 @@ def _admin_routes() -> APIRouter:
             upload = form.get("file")
             if not isinstance(upload, StarletteUpload):
                 raise ApiError(400, "Send the QA file as the multipart field 'file'.", param="file")
-            name = Path(upload.filename or name).name or name
+            # the name only appears in messages ("mine.jsonl line 3: ..."): keep it plain
+            name = re.sub(r"[^\w.\- ]", "_", Path(upload.filename or name).name)[:100] or name
             data = await upload.read()
         else:
             data = await request.body()
@@ -546,8 +556,9 @@ def _question(messages: list[ChatMessage], limit: int) -> tuple[str, list[dict[s
         raise ApiError(
             400, f"The last message must be the user's question, not a {role!r} message.", param="messages"
         )
-    if len(question) > limit:
-        raise _too_long(len(question), limit, "messages")
+    length = len(" ".join(question.split()))  # measured as the chain measures it
+    if length > limit:
+        raise _too_long(length, limit, "messages")
     # System messages are not passed on: the assistant's rules are fixed and answers are quotes.
     history = [{"role": r, "content": c} for r, c in turns[:-1] if r in ("user", "assistant") and c]
     return question, history

@@ -447,16 +447,18 @@ def test_a_body_over_the_limit_without_a_length_is_refused_while_read(api: Api) 
         ),  # within the body slack: the ingest limit says no
         ("huge.txt", 3 * 2**20, 413, "upload over 1 MB"),  # refused by its length, before it is read
         ("../../etc/escape.exe", 10, 400, "escape.exe: unsupported file type"),
+        ("n" * 300 + ".txt", 10, 400, "cannot be saved (File name too long); rename the file"),
     ],
 )
 def test_uploads_over_the_limits_are_refused_and_not_saved(
     api: Api, name: str, size: int, status: int, says: str
 ) -> None:
+    before = sorted(p.name for p in api.corpus.iterdir())
     with api.http("admin") as http:
         reply = http.post("/v1/documents", files={"file": (name, b"a" * size, "text/plain")})
     assert reply.status_code == status, reply.text
     assert says in reply.json()["error"]["message"]
-    assert not (api.corpus / Path(name).name).exists()
+    assert sorted(p.name for p in api.corpus.iterdir()) == before
 
 
 def test_an_upload_without_a_file_is_a_400(api: Api) -> None:
