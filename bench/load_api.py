@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "load_api.json")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.time_limit
+    load_before = os.getloadavg()  # the machine may be shared: the numbers say how busy it was
     questions = load_questions(args.questions)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ASSISTANT_API_KEYS": "", "ASSISTANT_API_KEYS_FILE": ""}
     tmp = Path(tempfile.mkdtemp(prefix="nhs-load-api-"))
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "questions_per_client": len(questions),
         "workers": args.workers,
         "cpus": os.cpu_count(),
+        "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
