@@ -90,4 +90,6 @@ def test_two_workers_see_an_upload_without_restart_and_metrics_add_up(
         for run in ("single", "concurrent"):
             assert result[run]["errors"] == 0 and result[run]["answers_differing_from_single_client"] == 0
         assert result["concurrent"]["requests"] == 24
-    assert "Traceback" not in (tmp_path / "server.log").read_text()
+    log = (tmp_path / "server.log").read_text()
+    assert "No API keys configured: listening on 127.0.0.1 only" in log  # said at start
+    assert "Traceback" not in log
