@@ -5,6 +5,7 @@ Every setting has an ASSISTANT_* variable; `Settings.from_env()` validates them 
 
 from __future__ import annotations
 
+import hmac
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,8 @@ class Settings:
     # Top fused evidence below this is refused as "not in the documents"; calibrated on eval/qa (issue 3).
     refusal_threshold: float = 0.35
     max_upload_mb: int = 50
+    # File names (comma-separated) of the documents whose figures lead when another document disagrees.
+    authoritative: str = ""
     max_question_chars: int = 1000
     feedback_db: Path = Path("feedback.sqlite3")
     llm: str = "none"
@@ -43,6 +46,8 @@ class Settings:
     cors_origins: str = ""
     # Largest API request body other than a document upload (which has max_upload_mb).
     max_request_kb: int = 1024
+    # When set, adding, removing, restoring and re-indexing documents in the app need it (not shown in repr).
+    admin_password: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if self.chunk_size < 100:
@@ -60,6 +65,12 @@ class Settings:
         if self.max_request_kb < 1:
             raise ConfigError(f"max_request_kb ({self.max_request_kb}) must be at least 1.")
 
+    def admits(self, password: str | None) -> bool:
+        """Whether `password` unlocks the document changes (always, when no admin password is set)."""
+        if not self.admin_password:
+            return True
+        return hmac.compare_digest((password or "").encode(), self.admin_password.encode())
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Read ASSISTANT_* variables (or `env`), then apply keyword overrides that are not None."""
@@ -75,6 +86,10 @@ class Settings:
             if name in values:
                 values[name] = Path(str(values[name]))
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def authoritative_sources(self) -> set[str]:
+        return {name.strip() for name in self.authoritative.split(",") if name.strip()}
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed (None values are ignored)."""

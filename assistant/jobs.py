@@ -5,8 +5,8 @@
     jobs.get(job["id"])["status"]        # queued, running, succeeded or failed
 
 Each job is a JSON file in `folder`, so any process serving the same index (every API worker) answers a
-poll for a job another one runs. Jobs run one at a time: one thread per process, and a file lock across
-processes, so two ingests never race for the index.
+poll for a job another one runs. A process runs its jobs one at a time, on one thread (across processes,
+`build_index` takes the index's writer lock).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock
 
 from assistant.errors import AssistantError
 
@@ -89,24 +87,22 @@ class Jobs:
             job["progress"] = {"message": message, "done": done, "total": total}
             self._write(job)
 
-        # Across processes: another worker's ingest of the same index finishes first.
-        with FileLock(str(self.folder / "ingest.lock")):
-            job |= {"status": "running", "started_at": _now()}
-            self._write(job)
-            try:
-                result = work(progress)
-            except AssistantError as err:
-                job |= {"status": "failed", "error": str(err)}
-            except Exception as err:  # noqa: BLE001 - a job must end with a status, whatever happened
-                log.exception("job %s failed", job["id"])
-                job |= {
-                    "status": "failed",
-                    "error": f"Unexpected error ({type(err).__name__}); see the server log.",
-                }
-            else:
-                job |= {"status": "succeeded", "result": result}
-            job["finished_at"] = _now()
-            self._write(job)
+        job |= {"status": "running", "started_at": _now()}
+        self._write(job)
+        try:
+            result = work(progress)
+        except AssistantError as err:
+            job |= {"status": "failed", "error": str(err)}
+        except Exception as err:  # noqa: BLE001 - a job must end with a status, whatever happened
+            log.exception("job %s failed", job["id"])
+            job |= {
+                "status": "failed",
+                "error": f"Unexpected error ({type(err).__name__}); see the server log.",
+            }
+        else:
+            job |= {"status": "succeeded", "result": result}
+        job["finished_at"] = _now()
+        self._write(job)
 
     def _write(self, job: dict[str, Any]) -> None:
         """Replace the job's file in one step, so a poll never reads half of it."""

@@ -28,7 +28,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,7 +46,7 @@ from assistant import __version__
 from assistant.answer import Answer
 from assistant.chain import Chain
 from assistant.config import Settings
-from assistant.corpus import add_document
+from assistant.corpus import add_document, list_trash, remove_document, restore_document
 from assistant.errors import (
     AssistantError,
     ConfigError,
@@ -478,15 +477,6 @@ def _admin_routes() -> APIRouter:
             except DocumentError as err:
                 errors.append({"name": name, "error": str(err)})
                 continue
-            except (OSError, ValueError) as err:  # a name the file system refuses (NUL, too long)
-                short = name if len(name) <= 60 else f"{name[:57]}..."
-                errors.append(
-                    {
-                        "name": name,
-                        "error": f"{short!r} cannot be saved ({getattr(err, 'strerror', None) or err}); rename the file.",
-                    }
-                )
-                continue
             saved.append({"name": name, "saved_as": path.name, "note": note})
         if not saved:
             raise ApiError(
@@ -495,16 +485,44 @@ def _admin_routes() -> APIRouter:
                 param="file",
                 code="invalid_document",
             )
-        job = state.jobs.submit("ingest", partial(_ingest, state), {"added": [s["saved_as"] for s in saved]})
+        job = state.jobs.submit(
+            "ingest", partial(_ingest, state, ()), {"added": [s["saved_as"] for s in saved]}
+        )
         return _job_response(job, {"saved": saved, "errors": errors})
 
     @router.delete("/documents/{name}", tags=["documents"], status_code=202)
     def delete(name: str, request: Request) -> JSONResponse:
-        """Move a document to the trash (index/trash/, restorable) and start re-indexing without it."""
+        """Move a document to the trash (restorable: see /v1/trash) and start re-indexing without it."""
         state = _state(request)
-        trashed = _trash_document(name, state.settings)
-        job = state.jobs.submit("ingest", partial(_ingest, state), {"removed": [name]})
-        return _job_response(job, {"removed": name, "trashed_to": str(trashed)})
+        try:
+            trashed = remove_document(name, state.settings.corpus_dir)
+        except DocumentError as err:
+            raise ApiError(
+                404, f"{err}; GET /v1/documents lists them.", "not_found_error", "name", "document_not_found"
+            ) from None
+        job = state.jobs.submit(
+            "ingest", partial(_ingest, state, (trashed.name,)), {"removed": [trashed.name]}
+        )
+        return _job_response(job, {"removed": name, "trash": asdict(trashed)})
+
+    @router.get("/trash", tags=["documents"])
+    async def trash(request: Request) -> dict[str, Any]:
+        """Removed documents, newest first; each can be restored by its id."""
+        items = await run_in_threadpool(list_trash, _state(request).settings.corpus_dir)
+        return {"object": "list", "data": [{"object": "trashed_document"} | asdict(t) for t in items]}
+
+    @router.post("/trash/{trash_id}/restore", tags=["documents"], status_code=202)
+    def restore(trash_id: str, request: Request) -> JSONResponse:
+        """Move a removed document back into the corpus and start re-indexing it."""
+        state = _state(request)
+        try:
+            path, note = restore_document(trash_id, state.settings.corpus_dir)
+        except DocumentError as err:
+            raise ApiError(
+                404, f"{err}; GET /v1/trash lists it.", "not_found_error", "trash_id", "trash_not_found"
+            ) from None
+        job = state.jobs.submit("ingest", partial(_ingest, state, ()), {"restored": [path.name]})
+        return _job_response(job, {"restored_as": path.name, "note": note})
 
     @router.get("/jobs/{job_id}", tags=["documents"])
     async def job(job_id: str, request: Request) -> dict[str, Any]:
@@ -628,10 +646,13 @@ class _Reply:
         }
 
     def extras(self, answer: Answer, index: Index) -> dict[str, Any]:
-        """What the choice carries beyond OpenAI's shape: refused, its reason, and the sources."""
+        """What the choice carries beyond OpenAI's shape: refused and why (the evidence rules that decided),
+        the question as understood when it was read as a follow-up, and the sources."""
+        rules = answer.trace.get("rules") or []
         extras: dict[str, Any] = {
             "refused": answer.refused,
-            "refusal_reason": answer.trace.get("route") if answer.refused else None,
+            "refusal_reason": "; ".join(rules) or "not covered" if answer.refused else None,
+            "understood": answer.trace.get("understood"),
         }
         if self.include_sources:
             chunks = index.by_id
@@ -723,7 +744,7 @@ def _list_documents(state: _State) -> dict[str, Any]:
     except AssistantError:
         indexed = {}
     data = []
-    for path in find_files([corpus]) if corpus.is_dir() else []:
+    for path in find_files([corpus])[0] if corpus.is_dir() else []:
         meta = indexed.get(path.name) or {}
         data.append(
             {
@@ -739,14 +760,22 @@ def _list_documents(state: _State) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-def _ingest(state: _State, progress: Progress) -> dict[str, Any]:
-    """Re-index the corpus folder (unchanged files are reused), then make this process's chain reload."""
+def _ingest(state: _State, remove: tuple[str, ...], progress: Progress) -> dict[str, Any]:
+    """Add and update the corpus folder's documents in the index (unchanged ones reused), take out the
+    `remove`d ones, then make this process's chain reload. Another ingest (any process) goes first."""
     settings = state.settings
     try:
         embeddings = state.chain.index.embeddings  # the loaded model, not a second copy
     except AssistantError:
         embeddings = None
-    report = build_index([settings.corpus_dir], settings, embeddings=embeddings, progress=progress)
+    report = build_index(
+        [settings.corpus_dir],
+        settings,
+        embeddings=embeddings,
+        progress=progress,
+        remove=remove,
+        on_wait=lambda message: progress(message, 0, 0),
+    )
     state.fresh_chain()
     return {
         "files": report.files,
@@ -758,28 +787,6 @@ def _ingest(state: _State, progress: Progress) -> dict[str, Any]:
         "skipped": [str(s) for s in report.skipped],
         "seconds": round(report.seconds, 2),
     }
-
-
-def _trash_document(name: str, settings: Settings) -> Path:
-    """Move a document from the corpus folder to index/trash/ (moving it back restores it).
-
-    Not a delete: nothing a user added is destroyed without an undo. The trash lives in the index folder
-    because ingest reads every folder below the corpus one.
-    """
-    source = settings.corpus_dir / name
-    if Path(name).name != name or not source.is_file():
-        raise ApiError(
-            404,
-            f"{name!r} is not a document in the corpus folder; GET /v1/documents lists them.",
-            "not_found_error",
-            param="name",
-            code="document_not_found",
-        )
-    trash = settings.index_dir / "trash"
-    trash.mkdir(parents=True, exist_ok=True)
-    target = trash / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}-{name}"
-    shutil.move(source, target)
-    return target
 
 
 def _job_response(job: dict[str, Any], extra: dict[str, Any]) -> JSONResponse:
@@ -795,7 +802,9 @@ def _evaluate(chain: Chain, name: str, data: bytes, mode: str, k: int | None) ->
         path.write_bytes(data)
         items = load_qa(path)
         out = Path(tmp) / "out"
-        report = evaluate(items, ask=lambda q: chain.ask(q, mode=mode, k=k), out_dir=out, qa_file=name)
+        report = evaluate(
+            items, ask=lambda q, history: chain.ask(q, history, mode=mode, k=k), out_dir=out, qa_file=name
+        )
         results = [
             json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
         ]
