@@ -108,7 +108,12 @@ class Chain:
                             labelled.setdefault(label, []).append(position)
                     self._state = _Loaded(
                         index,
-                        HybridRetriever.from_index(index, k=self.settings.k),
+                        HybridRetriever.from_index(
+                            index,
+                            k=self.settings.k,
+                            weights=self.policy.fusion_weights,
+                            rrf_c=self.policy.fusion_c,
+                        ),
                         {t["chunk_id"]: t for t in index.targets},
                         labelled,
                         Vocabulary.from_texts(c.page_content for c in index.chunks),
@@ -424,14 +429,13 @@ class Chain:
 
     @staticmethod
     def _closest(hits: list[Hit]) -> list[str]:
-        return [
-            str(
-                h.chunk.metadata.get("area")
-                or h.chunk.metadata.get("section")
-                or h.chunk.metadata.get("title")
-            )
-            for h in hits[:3]
-        ]
+        """What the nearest passages are about: area, section or document title (not a bare number)."""
+        names = []
+        for h in hits[:3]:
+            meta = h.chunk.metadata
+            named = (meta.get("area"), meta.get("section"), meta.get("title"))
+            names.append(next((str(n) for n in named if n and any(c.isalpha() for c in str(n))), ""))
+        return names
 
     def _generate(
         self,

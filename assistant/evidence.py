@@ -179,7 +179,11 @@ def _other_year(q: Question, p: Passage) -> str | None:
 
 
 def _other_label(q: Question, p: Passage) -> str | None:
-    missing = sorted(q.labels - figures.labels(p.context))
+    named = figures.labels(p.context)
+    kinds = {label.rsplit(" ", 1)[0] for label in named}
+    # a passage naming another of the same kind ("category 2" for "category 1") answers something else;
+    # one naming none may take its label from the section it is in
+    missing = sorted(label for label in q.labels - named if label.rsplit(" ", 1)[0] in kinds)
     return f"the documents don't state this for {', '.join(missing)}" if missing else None
 
 
@@ -282,6 +286,14 @@ def _share(wanted: tuple[str, ...], text: str, vocabulary: Vocabulary) -> float:
     return sum(vocabulary.idf(w) for w in wanted if w in have) / total if total else 0.0
 
 
+def _unknown(q: Question, vocabulary: Vocabulary) -> float:
+    """IDF-weighted share of the question's topic that no passage of the corpus uses."""
+    if not q.topic:
+        return 0.0
+    total = sum(vocabulary.idf(w) for w in q.topic)
+    return sum(vocabulary.idf(w) for w in q.topic if w not in vocabulary.doc_freq) / total if total else 0.0
+
+
 def _pairs_share(wanted: tuple[str, ...], text: str) -> float:
     pairs = set(zip(wanted, wanted[1:], strict=False))
     if not pairs:
@@ -357,6 +369,11 @@ FEATURES: tuple[Feature, ...] = (
         lambda q, p, v: _share(q.context, p.context, v),
     ),
     Feature(
+        "unknown words",
+        "Words of the question the documents never use (after spelling and glossary) name something they lack.",
+        lambda q, p, v: _unknown(q, v),
+    ),
+    Feature(
         "phrase in passage",
         "Words of the question that stand together stand together in the passage.",
         lambda q, p, v: _pairs_share(q.topic, p.context),
@@ -399,6 +416,13 @@ class Policy:
     candidates: int = 10  # retrieved chunks whose units are judged
     second_quote: float = 0.8  # a second quote from the same chunk when it scores this share of the best
     list_items: int = 6  # most quotes in a list answer
+    fusion_dense: float = 0.3  # weight of the dense ranking in reciprocal rank fusion (BM25 has the rest)
+    fusion_c: int = 10  # the fusion's rank constant
+
+    @property
+    def fusion_weights(self) -> tuple[float, float]:
+        return (self.fusion_dense, round(1 - self.fusion_dense, 4))
+
     fitted: dict[str, Any] = field(default_factory=dict)
 
     def probability(self, values: dict[str, float]) -> float:

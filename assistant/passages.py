@@ -27,7 +27,12 @@ _CONTENTS_HEADING = re.compile(
 )
 _PAGE_REFERENCE = re.compile(r"(?:\.{3,}|\s)\d{1,3}\s*$")
 _DOT_LEADER = re.compile(r"\.{4,}\s*\d{1,3}\s*$")
-_CAPTION = re.compile(r"^\s*(?:figure|fig\.|chart|graph|source|base|note|notes)\s*\d*\s*[:.]", re.I)
+_CAPTION = re.compile(
+    r"^\s*(?:figure|fig\.|chart|graph|source|base|note|notes)\s*\d*\s*[:.]"
+    # survey-chart furniture: the base of a chart's percentages, a slide footer, an axis title
+    r"|\bbase:\s*n\s*=|\bprivate (?:&|and) confidential\b|^\s*%\s+of\s+respondents\b",
+    re.I,
+)
 _WEB = re.compile(r"https?://|www\.|\b\d{1,2}/\d{1,2}/\d{2,4},\s*\d{1,2}:\d{2}\b|\(mailto:", re.I)
 
 
@@ -163,7 +168,7 @@ def units(chunk: Document, furniture: Furniture | None = None) -> list[Unit]:
             at = body.index(s, cursor)
             cursor = at + len(s)
             if not is_furniture(s):
-                out.append(Unit(s, at, caption=bool(_CAPTION.match(s))))
+                out.append(Unit(s, at, caption=bool(_CAPTION.search(s))))
     return out
 
 

@@ -72,7 +72,7 @@ _DEFINITION = re.compile(
     re.I,
 )
 _DEADLINE = re.compile(
-    r"\bby when\b|^\s*(?:and\s+|so\s+)?when\b|\bwhen (?:is|are|was|will|should|must|do|does)\b|\bdeadline\b"
+    r"\bby when\b|\bhow far back\b|\bsince when\b|\bfrom when\b|\bwhat years?\b|\bwhich years?\b|^\s*(?:and\s+|so\s+)?when\b|\bwhen (?:is|are|was|will|should|must|do|does)\b|\bdeadline\b"
     r"|\bdue (?:by|date)\b|\btimescale\b|\bby what (?:date|year|month)\b|\bwhat (?:date|year|month)\b",
     re.I,
 )

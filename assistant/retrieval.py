@@ -92,8 +92,7 @@ class HybridRetriever(BaseRetriever):
     sparse: Sparse
     k: int = 5
     fetch_k: int = 40
-    # (dense, BM25) weights and the RRF constant, calibrated on eval/qa (objectives + pdf sets):
-    # BM25 matters more on these documents, whose figures and abbreviations embed poorly.
+    # (dense, BM25) weights and the RRF constant; the chain passes the evidence policy's fitted ones.
     weights: tuple[float, float] = (0.3, 0.7)
     rrf_c: int = 10
     fusion: Any = None

@@ -79,6 +79,7 @@ class IngestReport:
     pages: int = 0
     chunks: int = 0
     embedded: int = 0
+    embedded_units: int = 0  # sentences and table rows embedded on their own (see passages.units)
     reused_files: int = 0
     removed_files: int = 0
     # Indexed earlier, not found in this run's paths, and kept because the run was not a --prune.
@@ -449,6 +450,7 @@ def _build(
             unit_vectors[c.metadata["chunk_id"]] = np.array(rows, dtype="float32").reshape(-1, dimension)
         report.embed_seconds = time.perf_counter() - t0
         report.embedded = len(to_embed)
+        report.embedded_units = len(unit_texts)
         slot = iter(fresh)
         vectors = [v if v.size else next(slot) for v in vectors]
         matrix = np.vstack(vectors).astype("float32")

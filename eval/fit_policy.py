@@ -3,7 +3,9 @@
     python eval/fit_policy.py                       # fit on the tuning sets, write policy.json, print CV scores
     python eval/fit_policy.py --dry-run --report    # only print the cross-validated scores
 
-What is fitted: the feature weights of evidence.FEATURES (an L2-regularised logistic regression of
+What is fitted, in two stages: first the fusion of dense and BM25 rankings (its dense weight and rank
+constant, chosen to maximise how often a passage holding the answer is among the candidates the policy
+judges, pooled over the tuning sets); then the feature weights of evidence.FEATURES (an L2-regularised logistic regression of
 "this passage holds the answer's facts" over the passages that pass evidence.RULES), the regularisation
 strength, and the acceptance threshold (the probability below which a question is refused). Folds are
 by question (GroupKFold), pooled over every tuning set, so no threshold is fitted to one question or one
@@ -56,14 +58,44 @@ class Example:
     decided: str | None  # refused or answered before scoring (question rules, register list, no passage)
 
 
-def collect(index_root: Path) -> list[Example]:
-    examples = []
+def _chains(index_root: Path, policy: evidence.Policy) -> list[tuple[str, Chain]]:
+    out = []
     for qa, corpora in TUNING:
         index_dir = index_root / "-".join(Path(c).name for c in corpora)
         settings = Settings(index_dir=index_dir)
         if not (index_dir / "manifest.json").exists():
             build_index([ROOT / c for c in corpora], settings)
-        chain = Chain(settings)
+        out.append((qa, Chain(settings, policy=policy)))
+    return out
+
+
+def fit_fusion(index_root: Path, policy: evidence.Policy) -> tuple[float, int, float]:
+    """The (dense weight, rank constant) under which the evidence is most often among the candidates."""
+    items = []
+    for qa, chain in _chains(index_root, policy):
+        for item in load_qa(ROOT / qa):
+            if item.answerable and item.evidence:
+                items.append((chain, chain.understand(item.question, item.history), item))
+    best = (-1.0, 0.0, 0)
+    for dense in (0.2, 0.3, 0.4, 0.5, 0.6):
+        for c in (5, 10, 30):
+            found = 0
+            for chain, q, item in items:
+                retriever = chain._loaded().retriever
+                retriever.fusion.weights, retriever.fusion.c = [dense, 1 - dense], c
+                hits, _, _ = chain.passages(q)
+                found += any(
+                    contains_any(h.chunk.page_content, item.evidence) for h in hits[: policy.candidates]
+                )
+            recall = found / len(items)
+            if recall > best[0]:
+                best = (recall, dense, c)
+    return best[1], best[2], round(best[0], 3)
+
+
+def collect(index_root: Path, policy: evidence.Policy) -> list[Example]:
+    examples = []
+    for qa, chain in _chains(index_root, policy):
         for item in load_qa(ROOT / qa):
             q = chain.understand(item.question, item.history)
             _, passages, _ = chain.passages(q)
@@ -125,7 +157,9 @@ def probs(ex: Example, w: np.ndarray, b: float) -> np.ndarray:
     return 1 / (1 + np.exp(-(ex.X @ w + b))) if len(ex.X) else np.array([])
 
 
-def cross_validate(examples: list[Example], cs: list[float], thresholds: np.ndarray, folds: int = 5):
+def cross_validate(
+    examples: list[Example], cs: list[float], thresholds: np.ndarray, second: float, folds: int = 5
+):
     from sklearn.model_selection import GroupKFold
 
     groups = [f"{e.set}/{e.id}" for e in examples]
@@ -136,7 +170,7 @@ def cross_validate(examples: list[Example], cs: list[float], thresholds: np.ndar
             w, b = fit([examples[i] for i in train], c)
             held += [(examples[i], probs(examples[i], w, b)) for i in test]
         for t in thresholds:
-            outs = [outcome(e, p, t, evidence.default_policy().second_quote) for e, p in held]
+            outs = [outcome(e, p, t, second) for e, p in held]
             results[(c, round(float(t), 3))] = (utility(outs), outs, held)
     return results
 
@@ -166,14 +200,17 @@ def main() -> int:
         "--dry-run", action="store_true", help="print the CV scores, do not write policy.json"
     )
     args = parser.parse_args()
-    examples = collect(args.index_root)
-    cs = [0.1, 0.3, 1.0, 3.0]
-    thresholds = np.round(np.arange(0.05, 0.9, 0.025), 3)
-    results = cross_validate(examples, cs, thresholds)
+    current = evidence.default_policy()
+    dense, c_fusion, recall = fit_fusion(args.index_root, current)
+    current = replace(current, fusion_dense=dense, fusion_c=c_fusion)
+    print(f"fusion: dense weight {dense}, rank constant {c_fusion}, evidence among the candidates {recall}")
+    examples = collect(args.index_root, current)
+    cs = [0.03, 0.1, 0.3, 1.0, 3.0]
+    thresholds = np.round(np.arange(0.02, 0.9, 0.02), 3)
+    results = cross_validate(examples, cs, thresholds, current.second_quote)
     (c, t), (best, outs, held) = max(results.items(), key=lambda kv: kv[1][0])
     table = summary([e for e, _ in held], outs)
     w, b = fit(examples, c)
-    current = evidence.default_policy()
     policy = replace(
         current,
         weights={n: round(float(v), 4) for n, v in zip(NAMES, w, strict=True)},
@@ -186,6 +223,7 @@ def main() -> int:
             "sets": [qa for qa, _ in TUNING],
             "questions": len(examples),
             "C": c,
+            "fusion_recall_at_candidates": recall,
             "cv_utility": round(best, 3),
             "cv": table,
             "date": datetime.now(UTC).date().isoformat(),

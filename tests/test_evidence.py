@@ -19,7 +19,7 @@ from assistant.questions import parse
 
 def passage(text: str, rank: int = 0, title: str = "Annual report 2023/24", **meta: object) -> Passage:
     chunk = Document(page_content=text, metadata={"title": title, "source": "report.pdf", "page": 3, **meta})
-    return Passage(Unit(text, 0), chunk, rank, 0.5, 0.5, (text,))
+    return Passage(Unit(text, 0), chunk, rank, 0.5, 0.5, (Unit(text, 0),))
 
 
 def rule(name: str) -> evidence.Rule:
