@@ -4,11 +4,12 @@ beside one client alone. Loopback only; bounded in requests and in time (it stop
     python bench/load_api.py                       # 20 clients x 25 questions, 2 workers
     python bench/load_api.py --clients 4 --questions 5 --out bench/out/load_api.json
 
-It builds a temporary index of corpus/ (with `nhs-assistant ingest`), starts the server on a free
-127.0.0.1 port with OMP_NUM_THREADS=1, waits until every worker has loaded, then: one client asks the
-questions one after another; then every client asks all of them at once (each from a different starting
-point). Every reply must be a 200 chat completion whose text equals the single client's answer to the
-same question. Prints p50/p95/p99 latency and throughput for both runs and writes them as JSON.
+It builds a temporary index of corpus/ (with `nhs-assistant ingest`) and times the same questions on
+`Chain.ask` in a subprocess (the library alone, no HTTP). Then it starts the server on a free 127.0.0.1
+port with OMP_NUM_THREADS=1, waits until every worker has loaded, and: one client asks the questions one
+after another; then every client asks all of them at once (each from a different starting point). Every
+reply must be a 200 chat completion whose text equals the single client's answer to the same question.
+Prints p50/p95/p99 latency and throughput for the three runs and writes them as JSON.
 """
 
 from __future__ import annotations
@@ -147,6 +148,39 @@ def measure(base: str, questions: list[str], clients: int, deadline: float) -> d
     }
 
 
+_CHAIN_ALONE = """
+import json, sys, time
+from assistant.chain import Chain
+questions = json.loads(sys.stdin.read())
+chain = Chain()
+for q in questions[:5]:
+    chain.ask(q)
+began = time.perf_counter()
+times = []
+for q in questions:
+    t0 = time.perf_counter()
+    chain.ask(q)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"times": times, "wall": time.perf_counter() - began}))
+"""
+
+
+def chain_alone(questions: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """The same questions on Chain.ask in a fresh process (warm, one caller): what HTTP adds is the rest."""
+    run = subprocess.run(
+        [sys.executable, "-c", _CHAIN_ALONE],
+        input=json.dumps(questions),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    timed = json.loads(run.stdout)
+    rows = [(q, t, None, "") for q, t in zip(questions, timed["times"], strict=True)]
+    return summary(rows, timed["wall"], {})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
@@ -166,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(
             [sys.executable, "-m", "assistant", "ingest"], env=env, check=True, capture_output=True
         )
+        alone = chain_alone(questions, env)
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
         with (tmp / "server.log").open("wb") as log:
@@ -193,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result |= {
+        "chain_alone": alone,
         "clients": args.clients,
         "questions_per_client": len(questions),
         "workers": args.workers,
@@ -205,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"{'run':<34}{'requests':>9}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'req/s':>8}")
     for label, block in (
+        ("Chain.ask in process, no HTTP", result["chain_alone"]),
         ("1 client", result["single"]),
         (f"{args.clients} clients, {args.workers} workers", result["concurrent"]),
     ):
