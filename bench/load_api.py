@@ -60,13 +60,18 @@ def ask(http: httpx.Client, question: str) -> tuple[float, str | None, str]:
         return time.perf_counter() - started, f"{type(err).__name__}: {err}", ""
 
 
-def run_clients(base: str, questions: list[str], clients: int, deadline: float) -> dict[str, Any]:
-    """Every client asks every question (client i starts at question i); all start together."""
+def run_clients(
+    base: str, questions: list[str], clients: int, deadline: float, keep_alive: bool = True
+) -> dict[str, Any]:
+    """Every client asks every question (client i starts at question i); all start together. With
+    keep_alive each client reuses one connection (as the openai client does), else opens one per
+    question (as curl does)."""
     results: list[list[tuple[str, float, str | None, str]]] = [[] for _ in range(clients)]
     start = threading.Barrier(clients + 1)
+    limits = httpx.Limits() if keep_alive else httpx.Limits(max_keepalive_connections=0)
 
     def client(i: int) -> None:
-        with httpx.Client(base_url=base, timeout=120) as http:
+        with httpx.Client(base_url=base, timeout=120, limits=limits) as http:
             start.wait()
             for j in range(len(questions)):
                 if time.monotonic() > deadline:
@@ -133,7 +138,8 @@ def _wait_for_workers(base: str, workers: int, server: subprocess.Popen[bytes], 
 
 
 def measure(base: str, questions: list[str], clients: int, deadline: float) -> dict[str, Any]:
-    """Warm up, then the single client, then `clients` at once, against a running server."""
+    """Warm up, then the single client, then `clients` at once (pooled connections, then a new connection
+    per question), against a running server."""
     with httpx.Client(base_url=base, timeout=120) as http:
         for question in questions[:5]:
             ask(http, question)
@@ -141,10 +147,12 @@ def measure(base: str, questions: list[str], clients: int, deadline: float) -> d
         single = [(q, *ask(http, q)) for q in questions if time.monotonic() < deadline]
         single_wall = time.perf_counter() - began
     reference = {q: text for q, _, error, text in single if error is None}
-    load = run_clients(base, questions, clients, deadline)
+    pooled = run_clients(base, questions, clients, deadline)
+    fresh = run_clients(base, questions, clients, deadline, keep_alive=False)
     return {
         "single": summary(single, single_wall, reference),
-        "concurrent": summary(load["rows"], load["wall_s"], reference),
+        "concurrent": summary(pooled["rows"], pooled["wall_s"], reference),
+        "concurrent_new_connections": summary(fresh["rows"], fresh["wall_s"], reference),
     }
 
 
@@ -244,19 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         ("Chain.ask in process, no HTTP", result["chain_alone"]),
         ("1 client", result["single"]),
         (f"{args.clients} clients, {args.workers} workers", result["concurrent"]),
+        ("  the same, a connection per question", result["concurrent_new_connections"]),
     ):
         print(
             f"{label:<34}{block['requests']:>9}{block['errors']:>8}{block['p50_ms']!s:>9}"
             f"{block['p95_ms']!s:>9}{block['p99_ms']!s:>9}{block['throughput_rps']!s:>8}"
         )
-    print(
-        f"answers differing from the single client: {result['concurrent']['answers_differing_from_single_client']}"
-    )
+    runs = ("single", "concurrent", "concurrent_new_connections")
+    differing = sum(result[k]["answers_differing_from_single_client"] for k in runs)
+    print(f"answers differing from the single client's: {differing}")
     print(f"wrote {args.out}")
-    clean = all(
-        result[k]["errors"] == 0 and result[k]["answers_differing_from_single_client"] == 0
-        for k in ("single", "concurrent")
-    )
+    clean = differing == 0 and all(result[k]["errors"] == 0 for k in runs)
     return 0 if clean else 1
 
 

@@ -87,7 +87,7 @@ def test_two_workers_see_an_upload_without_restart_and_metrics_add_up(
         # The load test's own checks, small: concurrent clients get no error and the single client's answers.
         bench = _load_bench()
         result = bench.measure(base, bench.load_questions(6), clients=4, deadline=time.monotonic() + 120)
-        for run in ("single", "concurrent"):
+        for run in ("single", "concurrent", "concurrent_new_connections"):
             assert result[run]["errors"] == 0 and result[run]["answers_differing_from_single_client"] == 0
         assert result["concurrent"]["requests"] == 24
     log = (tmp_path / "server.log").read_text()
