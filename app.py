@@ -25,7 +25,7 @@ from assistant.evaluation import evaluate, load_qa
 from assistant.feedback import record_feedback
 from assistant.keys import load_keys, role_of
 from assistant.loaders import SUPPORTED
-from assistant.store import Index, IngestReport, build_index
+from assistant.store import Index, IngestReport
 
 HERE = Path(__file__).resolve().parent
 QA_DIR = HERE / "eval" / "qa"
@@ -76,32 +76,21 @@ def run_ingest(chain: Chain, remove: tuple[str, ...] = ()) -> None:
 
     Adds and updates; documents named in `remove` (just moved to the trash) leave the index.
     """
-    settings = chain.settings
-    try:
-        embeddings = chain.index.embeddings  # reuse the loaded model when there is one
-    except AssistantError:
-        embeddings = None
-    with st.status(f"Indexing {settings.corpus_dir}…", expanded=True) as status:
+    with st.status(f"Indexing {chain.settings.corpus_dir}…", expanded=True) as status:
         bar = st.progress(0.0)
 
         def progress(message: str, n: int, total: int) -> None:
             bar.progress(min(n / total, 1.0) if total else 1.0, text=f"{message} ({n}/{total})")
 
         try:
-            report = build_index(
-                [settings.corpus_dir],
-                settings,
-                embeddings=embeddings,
-                progress=progress,
-                remove=remove,
-                on_wait=lambda message: st.info(literal.markdown(message)),
+            report = chain.reindex(
+                remove, progress, on_wait=lambda message: st.info(literal.markdown(message))
             )
         except AssistantError as err:
             status.update(label="Indexing failed", state="error")
             st.session_state.ingest = {"error": str(err)}
             return
         status.update(label=_ingest_summary(report), state="complete")
-    chain.reload()
     st.session_state.ingest = {
         "summary": _ingest_summary(report),
         "skipped": [str(s) for s in report.skipped],

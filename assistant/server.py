@@ -59,7 +59,7 @@ from assistant.errors import (
 from assistant.jobs import Jobs, Progress
 from assistant.keys import HOW_TO_ADD, ApiKey, allows, load_keys, role_of
 from assistant.loaders import find_files
-from assistant.store import Index, build_index, manifest_path
+from assistant.store import Index, manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -763,20 +763,8 @@ def _list_documents(state: _State) -> dict[str, Any]:
 def _ingest(state: _State, remove: tuple[str, ...], progress: Progress) -> dict[str, Any]:
     """Add and update the corpus folder's documents in the index (unchanged ones reused), take out the
     `remove`d ones, then make this process's chain reload. Another ingest (any process) goes first."""
-    settings = state.settings
-    try:
-        embeddings = state.chain.index.embeddings  # the loaded model, not a second copy
-    except AssistantError:
-        embeddings = None
-    report = build_index(
-        [settings.corpus_dir],
-        settings,
-        embeddings=embeddings,
-        progress=progress,
-        remove=remove,
-        on_wait=lambda message: progress(message, 0, 0),
-    )
-    state.fresh_chain()
+    report = state.chain.reindex(remove, progress, on_wait=lambda message: progress(message, 0, 0))
+    state.fresh_chain()  # notes the new manifest, so the next request does not reload again
     return {
         "files": report.files,
         "reused_files": report.reused_files,
