@@ -120,8 +120,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_workers(base: str, workers: int, server: subprocess.Popen[bytes], deadline: float) -> None:
-    """Until `workers` distinct processes have answered /health with 200 (each loaded the index)."""
+def _wait_for_workers(base: str, workers: int, server: subprocess.Popen[bytes], deadline: float) -> list[int]:
+    """Until `workers` distinct processes have answered /health with 200 (each loaded the index); their pids."""
     ready: set[int] = set()
     while len(ready) < workers:
         if server.poll() is not None:
@@ -135,9 +135,22 @@ def _wait_for_workers(base: str, workers: int, server: subprocess.Popen[bytes], 
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
+    return sorted(ready)
 
 
-def measure(base: str, questions: list[str], clients: int, deadline: float) -> dict[str, Any]:
+def cpu_seconds(pids: list[int]) -> list[float]:
+    """CPU time (user + system) each process has used so far, from /proc (Linux); [] elsewhere."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields = [Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split() for pid in pids]
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [(int(f[11]) + int(f[12])) / ticks for f in fields]  # utime, stime
+
+
+def measure(
+    base: str, questions: list[str], clients: int, deadline: float, workers: list[int] | None = None
+) -> dict[str, Any]:
     """Warm up, then the single client, then `clients` at once (pooled connections, then a new connection
     per question), against a running server."""
     with httpx.Client(base_url=base, timeout=120) as http:
@@ -147,13 +160,17 @@ def measure(base: str, questions: list[str], clients: int, deadline: float) -> d
         single = [(q, *ask(http, q)) for q in questions if time.monotonic() < deadline]
         single_wall = time.perf_counter() - began
     reference = {q: text for q, _, error, text in single if error is None}
-    pooled = run_clients(base, questions, clients, deadline)
-    fresh = run_clients(base, questions, clients, deadline, keep_alive=False)
-    return {
-        "single": summary(single, single_wall, reference),
-        "concurrent": summary(pooled["rows"], pooled["wall_s"], reference),
-        "concurrent_new_connections": summary(fresh["rows"], fresh["wall_s"], reference),
-    }
+    result = {"single": summary(single, single_wall, reference)}
+    for name, keep_alive in (("concurrent", True), ("concurrent_new_connections", False)):
+        before = cpu_seconds(workers or [])
+        run = run_clients(base, questions, clients, deadline, keep_alive)
+        used = [round(b - a, 2) for a, b in zip(before, cpu_seconds(workers or []), strict=False)]
+        # how the work split between the workers, and how many cores they kept busy together
+        result[name] = summary(run["rows"], run["wall_s"], reference) | {
+            "worker_cpu_s": used,
+            "server_cores_busy": round(sum(used) / run["wall_s"], 2) if used else None,
+        }
+    return result
 
 
 _CHAIN_ALONE = """
@@ -228,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                 stderr=subprocess.STDOUT,
             )
             try:
-                _wait_for_workers(base, args.workers, server, deadline)
-                result = measure(base, questions, args.clients, deadline)
+                pids = _wait_for_workers(base, args.workers, server, deadline)
+                result = measure(base, questions, args.clients, deadline, pids)
             finally:
                 server.terminate()
                 server.wait(timeout=60)
@@ -258,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{label:<34}{block['requests']:>9}{block['errors']:>8}{block['p50_ms']!s:>9}"
             f"{block['p95_ms']!s:>9}{block['p99_ms']!s:>9}{block['throughput_rps']!s:>8}"
         )
+    for name in ("concurrent", "concurrent_new_connections"):
+        block = result[name]
+        print(f"{name}: worker CPU s {block['worker_cpu_s']}, server cores busy {block['server_cores_busy']}")
     runs = ("single", "concurrent", "concurrent_new_connections")
     differing = sum(result[k]["answers_differing_from_single_client"] for k in runs)
     print(f"answers differing from the single client's: {differing}")
