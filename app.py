@@ -262,6 +262,8 @@ def show_message(message: dict[str, Any], i: int, latest: bool) -> None:
         st.warning(_answer_md(answer.text), icon=":material/block:")
     else:
         st.markdown(_answer_md(answer.text))
+    if answer.trace.get("understood"):  # a follow-up, read with the question before it
+        st.caption(f"Read as: {_md(answer.trace['understood'])}")
     for notice in answer.trace.get("notices", []):
         st.caption(_md(notice))
     if answer.citations:

@@ -164,7 +164,9 @@ def compose(
     return "\n".join(lines), citations
 
 
-def yes_or_no(claimed: list[figures.Figure], dates: set[str], quoted: str) -> str | None:
+def yes_or_no(
+    claimed: list[figures.Figure], dates: set[str], quoted: str, claim: str | None = None
+) -> str | None:
     """ "Yes." or "No." for a question stating a figure or date, checked against the quote; None when the
     quote states nothing of that kind to check against.
 
@@ -174,9 +176,15 @@ def yes_or_no(claimed: list[figures.Figure], dates: set[str], quoted: str) -> st
     'Yes.'
     >>> yes_or_no([], {"march 2024"}, "in line with the March 2025 ambition of 95%")
     'No.'
+    >>> yes_or_no([figures.Figure(50, "percent")], set(), "52.5% of practices now use the NHS App", ">")
+    'Yes.'
     """
     stated = figures.read(quoted)
     checked = [f for f in claimed if any(s.kind == f.kind and s.unit == f.unit for s in stated)]
+    if checked and claim:
+        holds = {">": lambda s, f: s.value > f.value, "<": lambda s, f: s.value < f.value}[claim]
+        same_kind = [s for s in stated if s.kind == checked[0].kind and s.unit == checked[0].unit]
+        return "Yes." if holds(same_kind[0], checked[0]) else "No."
     if checked:
         return "Yes." if all(any(f.same(s) for s in stated) for f in checked) else "No."
     if dates and figures.dates(quoted):

@@ -29,7 +29,7 @@ from assistant.config import MODES, Settings
 from assistant.errors import AssistantError, ConfigError, QuestionError
 from assistant.evidence import Passage, Policy, Verdict
 from assistant.figures import labels
-from assistant.lexicon import Vocabulary
+from assistant.lexicon import Vocabulary, stems
 from assistant.passages import Furniture, is_contents, units
 from assistant.questions import Question
 from assistant.retrieval import Hit, HybridRetriever
@@ -173,8 +173,15 @@ class Chain:
         )
 
     def understand(self, question: str, history: list[dict[str, str]] | None = None) -> Question:
-        """The question parsed against this index's vocabulary (typos, its own abbreviations)."""
-        return questions.parse(question, history, self._loaded().vocabulary)
+        """The question parsed against this index's vocabulary (typos, its own abbreviations); the words
+        naming a document it asks about ("in the Data Driven Healthcare report") are not its topic."""
+        state = self._loaded()
+        q = questions.parse(question, history, state.vocabulary)
+        named, keywords = state.retriever.named_sources(q.query)
+        if not named:
+            return q
+        naming = set(stems(q.query)) - set(stems(keywords))
+        return replace(q, topic=tuple(t for t in q.topic if t not in naming))
 
     def passages(
         self, q: Question, filters: dict[str, list[str]] | None = None, k: int | None = None
@@ -365,7 +372,7 @@ class Chain:
         quoted: list[str] = []
         trace["parts"] = []
         for part in q.parts:
-            sub = questions.parse(part, None, loaded.vocabulary)
+            sub = self.understand(part)
             hits, candidates, _ = self.passages(sub, state["filters"], state["k"])
             chunks.update({h.chunk.metadata["chunk_id"]: h.chunk for h in hits})
             if q.kind != "comparison":
@@ -395,34 +402,34 @@ class Chain:
         return "\n".join(lines), False, citations
 
     def _quotes(self, q: Question, verdict: Verdict) -> list[tuple[Document, str]]:
-        """What the answer quotes: the best passage; for a list, every passage scoring close to it; else
-        a second from the same chunk when it scores close (or gives the figure or date the first lacks);
-        a table row in a report with its caption and column headings, so its figures can be read."""
+        """What the answer quotes: the best passage, then (up to policy.max_quotes, list_items for a list)
+        those scoring at least policy.second_quote of it, and a passage of the best one's chunk giving
+        the figure or date it lacks; a table row in a report comes with its caption and column headings."""
         best = verdict.accepted[0]
-        close = [
-            s for s in verdict.accepted[1:] if s.probability >= self.policy.second_quote * best.probability
-        ]
-        if q.kind == "list":
-            picks = [best.passage] + [s.passage for s in close][: self.policy.list_items - 1]
-            return [(p.chunk, self._quote(p)) for p in sorted(picks, key=lambda p: (p.rank, p.unit.start))]
-        picks = [best.passage]
-        if not best.passage.unit.row:
-            wanted = (
-                "figure fit" if q.asks_figure else None,
-                "date fit" if q.wants == "date" or q.wants_date else None,
-            )
-            lacking = [w for w in wanted if w and best.values.get(w, 0) < 0]
-            for s in verdict.accepted[1:]:
-                if s.passage.chunk is not best.passage.chunk or s.passage.unit.row:
-                    continue
-                if s in close or any(s.values.get(w, 0) > 0 for w in lacking):
-                    picks.append(s.passage)
-                    break
-        elif best.passage.chunk.metadata.get("kind") != "row":
+        if best.passage.unit.row and best.passage.chunk.metadata.get("kind") != "row":
             heads = [u for u in best.passage.siblings if u.caption and u.start < best.passage.unit.start]
-            quotes = [(best.passage.chunk, u.text) for u in heads[-2:]]
-            return quotes + [(best.passage.chunk, best.passage.text)]
-        return [(p.chunk, self._quote(p)) for p in sorted(picks, key=lambda p: p.unit.start)]
+            return [(best.passage.chunk, u.text) for u in heads[-2:]] + [
+                (best.passage.chunk, best.passage.text)
+            ]
+        most = self.policy.list_items if q.kind == "list" else self.policy.max_quotes
+        if best.passage.chunk.metadata.get("kind") == "row" and q.kind != "list":
+            most = 1  # an objective is one row: its target, deadline and area lead the answer
+        picks = [best]
+        wanted = (
+            "figure fit" if q.asks_figure else None,
+            "date fit" if q.wants == "date" or q.wants_date else None,
+        )
+        lacking = [w for w in wanted if w and best.values.get(w, 0) < 0]
+        for s in verdict.accepted[1:]:
+            if len(picks) >= most:
+                break
+            gives = s.passage.chunk is best.passage.chunk and any(s.values.get(w, 0) > 0 for w in lacking)
+            if s.probability >= self.policy.second_quote * best.probability or gives:
+                picks.append(s)
+        # in document order within a chunk, chunks in the order the policy ranked them
+        order = {id(s.passage.chunk): i for i, s in reversed(list(enumerate(picks)))}
+        picks.sort(key=lambda s: (order[id(s.passage.chunk)], s.passage.unit.start))
+        return [(s.passage.chunk, self._quote(s.passage)) for s in picks]
 
     def _quote(self, p: Passage) -> str:
         target = self._loaded().register.get(p.chunk.metadata["chunk_id"])
@@ -435,7 +442,7 @@ class Chain:
         if q.kind != "yesno":
             return None
         quoted = " ".join(quotes)
-        verdict = answers.yes_or_no(list(q.figures), set(q.dates), quoted)
+        verdict = answers.yes_or_no(list(q.figures), set(q.dates), quoted, q.claim)
         if verdict:
             return verdict
         lowered = f" {q.text.lower()} "

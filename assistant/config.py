@@ -28,8 +28,6 @@ class Settings:
     k: int = 5
     # Below this many chunks the FAISS index is exact (flat); above it, IVF (see docs/PERFORMANCE.md).
     exact_index_max: int = 30_000
-    # Top fused evidence below this is refused as "not in the documents"; calibrated on eval/qa (issue 3).
-    refusal_threshold: float = 0.35
     max_upload_mb: int = 50
     # File names (comma-separated) of the documents whose figures lead when another document disagrees.
     authoritative: str = ""

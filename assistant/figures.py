@@ -30,6 +30,18 @@ _TIME = "|".join(f"(?P<{unit}>{pattern})" for unit, pattern in _TIME_UNITS.items
 _SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9, "b": 1e9}
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SMALL_WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
+# Fractions people use for shares ("three quarters of cancers"), as the percentages documents write.
+_FRACTIONS = {
+    "three quarters": "75%",
+    "3 quarters": "75%",
+    "a quarter": "25%",
+    "one quarter": "25%",
+    "two thirds": "66.7%",
+    "a third": "33.3%",
+    "one third": "33.3%",
+    "half": "50%",
+}
+_FRACTION = re.compile(r"\b(?:" + "|".join(k.replace(" ", r"\s+") for k in _FRACTIONS) + r")\b", re.I)
 
 _MONEY = re.compile(
     rf"(?P<cur>[£$€])\s?(?P<n>{_NUMBER})(?:\s?(?P<scale>thousand|million|billion|bn|mn|m|k|b)\b)?"
@@ -52,7 +64,7 @@ MONTH_YEAR = _MONTH_YEAR = re.compile(rf"\b({_MONTH})\s+((?:19|20)\d\d|[1-4]\d)\
 _LABELLED = re.compile(
     r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type|figure|fig|table|section"
     r"|chapter|page|appendix|annex|box|step|part|recommendation|recommendations|priority|objective|cohort"
-    r"|cohorts|workshop|workshops|wave|q|question)\.?[ \t]*(\d+)\b",
+    r"|cohorts|workshop|workshops|wave|q|question)\.?[ \t]*(\d+(?:(?:\s*,\s*|\s+(?:and|or|&|to)\s+)\d+\b)*)\b",
     re.I,
 )
 _LABEL_NAMES = {"cat": "category", "categories": "category", "fig": "figure", "q": "question"}
@@ -104,6 +116,8 @@ def digits(text: str) -> str:
     'is the dementia target 67 percent'
     >>> digits("within two weeks, one of the two scenarios, a five-year programme")
     'within 2 weeks, one of the two scenarios, a 5-year programme'
+    >>> digits("three quarters of cancers, more than half")
+    '75% of cancers, more than 50%'
     """
     # text2num reads a lone scale word as a number ("£1 billion" -> "£1 1000000000"): keep those as words.
     kept = re.sub(
@@ -116,6 +130,7 @@ def digits(text: str) -> str:
     converted = re.sub(
         "\x00([tmb])", lambda m: {"t": "thousand", "m": "million", "b": "billion"}[m[1]], converted
     )
+    converted = _FRACTION.sub(lambda m: _FRACTIONS[" ".join(m.group(0).lower().split())], converted)
     small = "|".join(_SMALL_WORDS)
     return re.sub(
         rf"\b({small})(?=[\s-]+(?:{_TIME}|per\s?cent|percent|million|billion|thousand)\b)",
@@ -129,7 +144,8 @@ def _value(number: str, scale: str | None = None) -> float:
     return float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1.0)
 
 
-def read(text: str) -> list[Figure]:
+@functools.lru_cache(maxsize=8192)
+def read(text: str) -> tuple[Figure, ...]:
     """The quantities a text states, in order: percentages, money, lengths of time and counts.
 
     Years, financial years, month-and-year dates, labels ("category 2", "Table 1") and numbers inside
@@ -140,7 +156,7 @@ def read(text: str) -> list[Figure]:
     >>> [(f.value, f.kind) for f in read("£1 billion to create an additional 5,000 hospital beds in 2023/24")]
     [(1000000000.0, 'money'), (5000.0, 'count')]
     >>> read("Improve category 2 ambulance response times (Table 1) after COVID-19")
-    []
+    ()
     """
     text = _blank(digits(text))
     found: list[tuple[int, Figure]] = []
@@ -163,7 +179,8 @@ def read(text: str) -> list[Figure]:
         claim(m, Figure(_value(m["n"]), "duration", unit, m.group(0).strip()))
     for m in _COUNT.finditer(text):
         claim(m, Figure(_value(m["n"], m["scale"]), "count", "", m.group(0).strip()))
-    return [figure for _, figure in sorted(found, key=lambda pair: pair[0])]
+    # cached: the same chunk is read for each of its passages
+    return tuple(figure for _, figure in sorted(found, key=lambda pair: pair[0]))
 
 
 def _blank(text: str) -> str:
@@ -216,10 +233,13 @@ def labels(text: str) -> set[str]:
 
     >>> sorted(labels("See Table 1, cat 2 and tier 3"))
     ['category 2', 'table 1', 'tier 3']
+    >>> sorted(labels("cancers diagnosed at stages 1 and 2")), sorted(labels("stage 1 or 2"))
+    (['stage 1', 'stage 2'], ['stage 1', 'stage 2'])
     """
     return {
         f"{_LABEL_NAMES.get(label.lower(), label.lower().rstrip('s'))} {number}"
-        for label, number in _LABELLED.findall(text)
+        for label, numbers in _LABELLED.findall(text)
+        for number in re.findall(r"\d+", numbers)
     }
 
 

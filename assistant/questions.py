@@ -60,7 +60,9 @@ _LIST = re.compile(
 )
 _YES_NO = re.compile(
     r"^\s*(?:so\s+|and\s+|but\s+)?(?:is|are|was|were|do|does|did|has|have|had|will|would|can|could|should|shall|"
-    r"isn't|aren't|doesn't|don't|didn't)\b|\b(?:right|correct|true)\s*\?*\s*$|\bis it true\b|\bis that\b",
+    r"isn't|aren't|doesn't|don't|didn't|r)\b|\b(?:right|correct|true)\s*\?*\s*$|\bis it true\b|\bis that\b"
+    # "anything on community pharmacy?", "apprenticeships mentioned anywhere?": do the documents cover it
+    r"|^\s*(?:anything|any)\b|\bmention(?:ed|s)?\b|\banywhere\s*\??\s*$",
     re.I,
 )
 _WHO = re.compile(
@@ -94,7 +96,7 @@ _WANTS = (
     (
         "percent",
         r"%|\bper ?cent\b|\bpercentages?\b|\bproportions?\b|\bwhat share\b|\brate\b|\bhow (?:full|likely)\b"
-        r"|\bwhat fraction\b|\bmore than half\b|\bmajority\b",
+        r"|\bwhat fraction\b|\bmore than half\b|\bmajority\b|\b(?:gender|age|ethnic) (?:split|breakdown|mix)\b",
     ),
     (
         "duration",
@@ -104,6 +106,8 @@ _WANTS = (
     ("count", r"\bhow many\b|\bwhat (?:is|was) the (?:number|size|total)\b|\bnumber of\b|\bhow big\b"),
 )
 _WANTS_COMPILED = [(kind, re.compile(pattern, re.I)) for kind, pattern in _WANTS]
+# "what is the projected demand", "the total": a figure must be given (a "target" may have none)
+_NUMBER_NEEDED = re.compile(r"\b(?:projected|estimated|forecast|predicted|total|how much)\b", re.I)
 _FIGURE_QUESTION = re.compile(
     r"\bhow (?:many|much|big|large|long|quickly|fast|full)\b|\bby how much\b|%|\bpercent\w*\b"
     r"|\bwhat\b(?:\s+[\w&-]+){0,4}\s+(?:rate|percentage|proportion|share|level|number|figure|size|split|"
@@ -163,7 +167,8 @@ class Question:
     reading: str  # the question read in its conversation: what was understood (shown with the answer)
     query: str  # what retrieval searches: the reading with typos corrected and glossary expansions
     kind: str  # one of KINDS
-    wants: str | None = None  # percent | money | duration | count | any | date | None (no figure asked for)
+    # percent | money | duration | count | number (any figure, required) | any (a figure welcome) | date | None
+    wants: str | None = None
     wants_date: bool = False  # a deadline is asked for too ("how many ..., and by when?")
     figures: tuple[Figure, ...] = ()  # quantities the question states ("sixty seven percent")
     years: frozenset[str] = frozenset()  # "2024", "2023/24"
@@ -173,17 +178,20 @@ class Question:
     context: tuple[str, ...] = ()  # stems of the earlier turn's topic, for a follow-up
     measure: tuple[str, ...] = ()  # stems of what a figure counts or measures ("appoint")
     nations: frozenset[str] = frozenset()  # nations other than England it names
-    excluded: tuple[str, ...] = ()  # stems of a topic to leave out ("apart from more beds")
+    excluded: tuple[tuple[str, ...], ...] = ()  # items to leave out ("apart from more beds"), as stems
     parts: tuple[str, ...] = ()  # sub-questions of a comparison or two-part question
     follow_up: bool = False
     clinical: bool = False
     injection: bool = False
     expansions: tuple[str, ...] = ()
     acronyms: tuple[str, ...] = field(default=())
+    claim: str | None = (
+        None  # how a yes/no question's figure is claimed: ">" ("more than half"), "<" or None (equal)
+    )
 
     @property
     def asks_figure(self) -> bool:
-        return self.wants in ("percent", "money", "duration", "count")
+        return self.wants in ("percent", "money", "duration", "count", "number")
 
     @property
     def claims(self) -> bool:
@@ -249,6 +257,8 @@ def wants_of(text: str) -> str | None:
             return kind
     if _DEADLINE.search(text):
         return "date"
+    if _NUMBER_NEEDED.search(text):
+        return "number"
     if _FIGURE_QUESTION.search(text) or re.search(
         r"\b(?:target|standard|ambition|trajectory)s?\b", text, re.I
     ):
@@ -268,14 +278,19 @@ def nations_named(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def excluded_topic(text: str) -> tuple[str, ...]:
-    """Stems of what an "apart from X" question leaves out.
+def excluded_topic(text: str) -> tuple[tuple[str, ...], ...]:
+    """The items an "apart from X and Y" question leaves out, each as its stems.
 
     >>> excluded_topic("apart from more beds, what else is the plan doing for A&E?")
-    ('bed',)
+    (('bed',),)
+    >>> excluded_topic("other than more beds and staff, what else?")
+    (('bed',), ('staff',))
     """
     match = _EXCLUSION.search(text)
-    return tuple(topic_stems(match.group("what"))) if match else ()
+    if not match:
+        return ()
+    items = re.split(r"\s*(?:,|\band\b|\bor\b|&)\s*", match.group("what"))
+    return tuple(stems_ for item in items if (stems_ := tuple(topic_stems(item))))
 
 
 def parts_of(text: str, kind: str) -> tuple[str, ...]:
@@ -395,8 +410,10 @@ def parse(
     expansions = tuple((vocabulary or Vocabulary({}, 0)).expansions(corrected))
     expanded = [s for e in (vocabulary or Vocabulary({}, 0)).expansions(current) for s in topic_stems(e)]
     excluded = excluded_topic(current)
-    own = [t for t in topic_stems(current) + expanded if t not in excluded]
-    earlier_topic = topic_stems(earlier) if follow_up else []
+    unused = vocabulary.unused_forms(corrected) if vocabulary else set()
+    left_out = {t for item in excluded for t in item}
+    own = [t for t in topic_stems(current) + expanded if t not in left_out and t not in unused]
+    earlier_topic = [t for t in topic_stems(earlier) if t not in unused] if follow_up else []
     if follow_up and (_points_back(text) or not own):
         # "what kinds of people were they?": a pronoun's topic is the earlier question's
         own, earlier_topic = own + earlier_topic, []
@@ -422,6 +439,25 @@ def parse(
         injection=is_injection(text),
         expansions=expansions,
         acronyms=tuple(w.lower() for w in re.findall(r"\b[A-Z][A-Z&]{1,5}(?=s?\b)", corrected)),
+        claim=_claim(current) if kind == "yesno" else None,
+    )
+
+
+def _claim(text: str) -> str | None:
+    """ ">" for "more than / over / at least N", "<" for "less than / under / at most N", else None.
+
+    >>> _claim("so is that more than 50%?"), _claim("is it under 10 days?"), _claim("is it 76%?")
+    ('>', '<', None)
+    """
+    match = re.search(
+        r"\b(more than|over|above|at least|greater than|less than|under|below|at most|fewer than)\s+\S*\d",
+        text,
+        re.I,
+    )
+    if not match:
+        return None
+    return (
+        ">" if match.group(1).lower() in ("more than", "over", "above", "at least", "greater than") else "<"
     )
 
 

@@ -52,6 +52,15 @@ CASES = {
         ("what was the 22/23 budget?", "The budget for 2023/24 is £3 million.", True),
         ("a&e target for 2023/24?", "Achieve 76% within 4 hours by March 2024.", False),
     ],
+    "other date": [
+        (
+            "what % of A&E patients must be seen within 4 hours by March 2025?",
+            "76% within 4 hours by March 2024.",
+            True,
+        ),
+        ("what % must be seen by March 2024?", "76% within 4 hours by March 2024.", False),
+        ("so that's due march 2024 right?", "in line with the March 2025 ambition of 95%", False),  # a claim
+    ],
     "other label": [
         ("category 1 ambulance response target?", "Category 2 calls: a mean of 30 minutes.", True),
         ("cat 2 response?", "Category 2 calls: a mean of 30 minutes.", False),
@@ -112,7 +121,9 @@ def test_a_caption_is_never_an_answer() -> None:
 def test_every_rule_and_feature_says_why() -> None:
     for item in (*evidence.RULES, *evidence.FEATURES, *evidence.QUESTION_RULES):
         assert item.name and item.why.endswith(".") and len(item.why.split()) >= 6, item.name
-    assert set(evidence.default_policy().weights) == {f.name for f in evidence.FEATURES}
+    assert set(evidence.default_policy().weights) == {f.name for f in evidence.FEATURES} | set(
+        evidence.RELATIVE
+    )
     fitted = evidence.default_policy().weights
     assert all(fitted[name] < 0 for name in PENALTIES)
 

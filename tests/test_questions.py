@@ -115,7 +115,8 @@ def test_parts_exclusions_and_what_is_counted() -> None:
     )
     assert parse("what's the cancer standard and by when?").parts == ()  # one topic, asked two things
     assert parse("what's the cancer standard and by when?").wants_date
-    assert parse("apart from the extra beds, what else?").excluded == ("bed",)
+    assert parse("apart from the extra beds, what else?").excluded == (("bed",),)
+    assert parse("other than beds and staff, what else?").excluded == (("bed",), ("staff",))
     assert "bed" not in parse("apart from the extra beds, what else is planned for A&E?").topic
     assert parse("how many more general practice appointments?").measure == ("general", "practic", "appoint")
 

@@ -66,7 +66,9 @@ def test_second_ingest_embeds_nothing_and_changes_embed_only_that_file(tmp_path:
     (corpus / "extra.md").write_text("# Extra\n\nA new local target of 12,345 referrals.\n", encoding="utf-8")
     added = CountingEmbedding(size=64)
     report = _build(corpus, settings, added)
-    assert report.embedded == 1 and added.embedded == 1 + report.embedded_units  # the chunk, then its sentences
+    assert (
+        report.embedded == 1 and added.embedded == 1 + report.embedded_units
+    )  # the chunk, then its sentences
     (corpus / "extra.md").unlink()
     report = _build(corpus, settings)  # adds and updates: a document gone from PATHS stays indexed
     assert (report.kept_files, report.removed_files, report.files) == (1, 0, 3)
