@@ -23,8 +23,9 @@ from assistant.corpus import add_document, list_trash, remove_document, restore_
 from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
 from assistant.evaluation import evaluate, load_qa
 from assistant.feedback import record_feedback
+from assistant.keys import load_keys, role_of
 from assistant.loaders import SUPPORTED
-from assistant.store import Index, IngestReport, build_index
+from assistant.store import Index, IngestReport
 
 HERE = Path(__file__).resolve().parent
 QA_DIR = HERE / "eval" / "qa"
@@ -75,32 +76,21 @@ def run_ingest(chain: Chain, remove: tuple[str, ...] = ()) -> None:
 
     Adds and updates; documents named in `remove` (just moved to the trash) leave the index.
     """
-    settings = chain.settings
-    try:
-        embeddings = chain.index.embeddings  # reuse the loaded model when there is one
-    except AssistantError:
-        embeddings = None
-    with st.status(f"Indexing {settings.corpus_dir}…", expanded=True) as status:
+    with st.status(f"Indexing {chain.settings.corpus_dir}…", expanded=True) as status:
         bar = st.progress(0.0)
 
         def progress(message: str, n: int, total: int) -> None:
             bar.progress(min(n / total, 1.0) if total else 1.0, text=f"{message} ({n}/{total})")
 
         try:
-            report = build_index(
-                [settings.corpus_dir],
-                settings,
-                embeddings=embeddings,
-                progress=progress,
-                remove=remove,
-                on_wait=lambda message: st.info(literal.markdown(message)),
+            report = chain.reindex(
+                remove, progress, on_wait=lambda message: st.info(literal.markdown(message))
             )
         except AssistantError as err:
             status.update(label="Indexing failed", state="error")
             st.session_state.ingest = {"error": str(err)}
             return
         status.update(label=_ingest_summary(report), state="complete")
-    chain.reload()
     st.session_state.ingest = {
         "summary": _ingest_summary(report),
         "skipped": [str(s) for s in report.skipped],
@@ -135,16 +125,25 @@ def show_ingest_result() -> None:
 
 
 def admitted(settings: Settings) -> bool:
-    """Whether this session may change the documents: always, unless ASSISTANT_ADMIN_PASSWORD is set."""
-    if not settings.admin_password:
+    """Whether this session may change the documents: always, unless ASSISTANT_ADMIN_PASSWORD or an API
+    admin key (ASSISTANT_API_KEYS) is set; then the password or an admin key unlocks them."""
+    try:
+        admin_keys = [k for k in load_keys(settings) if k.role == "admin"]
+    except AssistantError as err:  # keys set but unreadable: stay locked and say why
+        st.error(literal.markdown(str(err)))
+        return False
+    if not settings.admin_password and not admin_keys:
         return True
-    given = st.text_input("Admin password", type="password", key="admin_password")
-    if settings.admits(given):
+    what = "the admin password" if not admin_keys else "an API admin key"
+    if settings.admin_password and admin_keys:
+        what = "the admin password or an API admin key"
+    given = st.text_input(what[0].upper() + what[1:], type="password", key="admin_password")
+    if (settings.admin_password and settings.admits(given)) or (given and role_of(given, admin_keys)):
         return True
     if given:
-        st.error("That is not the admin password.")
+        st.error(f"That is not {what}.")
     else:
-        st.caption("Adding, removing and re-indexing documents need the admin password.")
+        st.caption(f"Adding, removing and re-indexing documents need {what}.")
     return False
 
 

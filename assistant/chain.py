@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,14 +26,14 @@ from assistant import answer as answers
 from assistant import evidence, questions
 from assistant.answer import Answer, Citation, Retrieved
 from assistant.config import MODES, Settings
-from assistant.errors import ConfigError, QuestionError
+from assistant.errors import AssistantError, ConfigError, QuestionError
 from assistant.evidence import Passage, Policy, Verdict
 from assistant.figures import labels
 from assistant.lexicon import Vocabulary, stems
 from assistant.passages import Furniture, is_contents, units
 from assistant.questions import Question
 from assistant.retrieval import Hit, HybridRetriever
-from assistant.store import Index, load_index
+from assistant.store import Index, IngestReport, Progress, build_index, load_index
 
 # "Is there anything on X?": a yes/no question about whether the documents cover a topic.
 _EXISTENCE = (
@@ -69,6 +69,7 @@ class Chain:
         embeddings: Embeddings | None = None,
         model: str | None = None,
         policy: Policy | None = None,
+        chat_model: Any = None,
     ):
         self.settings = settings or Settings.from_env()
         self.policy = policy or evidence.default_policy()
@@ -76,7 +77,7 @@ class Chain:
         self._model = model
         self._lock = threading.Lock()
         self._state: _Loaded | None = None
-        self._chat_model: Any = None
+        self._chat_model: Any = chat_model  # None: the one ASSISTANT_LLM names, loaded on first use
         self.runnable: Runnable[dict[str, Any], Answer] = (
             RunnableLambda(self._prepare) | RunnableLambda(self._retrieve) | RunnableLambda(self._respond)
         )
@@ -85,10 +86,40 @@ class Chain:
     def index(self) -> Index:
         return self._loaded().index
 
+    @property
+    def retriever(self) -> HybridRetriever:
+        """The hybrid retriever over the loaded index (retrieval without an answer)."""
+        return self._loaded().retriever
+
     def reload(self) -> None:
         """Re-read the index (after an ingest) on the next call."""
         with self._lock:
             self._state = None
+
+    def reindex(
+        self,
+        remove: Collection[str] = (),
+        progress: Progress | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> IngestReport:
+        """Add and update the corpus folder's documents in the index with this chain's embedding model
+        (those named in `remove` leave it; see store.build_index), then reload."""
+        embeddings: Embeddings | None
+        try:
+            embeddings = self.index.embeddings  # the loaded model, not a second copy
+        except AssistantError:
+            embeddings = self._embeddings
+        report = build_index(
+            [self.settings.corpus_dir],
+            self.settings,
+            embeddings=embeddings,
+            progress=progress,
+            model=self._model,
+            remove=remove,
+            on_wait=on_wait,
+        )
+        self.reload()
+        return report
 
     def _loaded(self) -> _Loaded:
         state = self._state

@@ -1,4 +1,4 @@
-"""`nhs-assistant ingest | ask | eval | bench`: a thin client of the library.
+"""`nhs-assistant ingest | ask | eval | serve | keys | bench`: a thin client of the library.
 
 Library errors (AssistantError) become one red line on stderr and exit code 1. Text that comes from
 documents or file names is printed literally (Rich markup escaped), never as markup.
@@ -86,6 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write report.json, results.jsonl and report.html here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
+
+    p = command("serve", "Serve the OpenAI-compatible HTTP API (docs at /docs).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--corpus", type=Path, help="corpus folder (ASSISTANT_CORPUS_DIR, default corpus/)")
+    p.set_defaults(run=_serve)
+
+    p = command("keys", "Make an API key for `serve`.")
+    keys = p.add_subparsers(required=True, metavar="ACTION")
+    add = keys.add_parser("add", help="print a new key once, and the line that stores its hash")
+    add.add_argument("--role", choices=["reader", "admin"], default="reader")
+    add.set_defaults(run=_keys_add)
 
     p = command(
         "bench", "Measure ingest, query latency, index scale and app start; write bench.json + plots."
@@ -227,6 +240,26 @@ def _print_metrics(report: dict[str, Any]) -> None:
     for key, value in report["metrics"].items():
         table.add_row(key, _fmt(value), _fmt(base.get(key)))
     _console().print(table)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.server import serve
+
+    err = _console(stderr=True)
+    serve(settings, args.host, args.port, args.workers, log=lambda msg: err.print(f"[yellow]{msg}[/yellow]"))
+    return 0
+
+
+def _keys_add(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.keys import new_key
+
+    token, line = new_key(args.role)
+    # plain print: a key wrapped by the terminal width could not be copied whole
+    print(f"New {args.role} key (shown only this once; give it to the client):\n  {token}")
+    print(
+        f"Store its hash in ASSISTANT_API_KEYS (entries separated by commas) or as a line of ASSISTANT_API_KEYS_FILE:\n  {line}"
+    )
+    return 0
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:

@@ -36,6 +36,14 @@ class Settings:
     llm: str = "none"
     gguf_model: str = "qwen2.5-coder-1.5b"
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "nhs-assistant")
+    # The HTTP API (`nhs-assistant serve`): SHA-256 hashes of its keys with a role each, "hash:role,..."
+    # (`nhs-assistant keys add` makes one), or a file of such lines; none means loopback only.
+    api_keys: str = ""
+    api_keys_file: Path | None = None
+    # Origins a browser page may call the API from ("https://intranet.example.nhs.uk,..."); none: CORS off.
+    cors_origins: str = ""
+    # Largest API request body other than a document upload (which has max_upload_mb).
+    max_request_kb: int = 1024
     # When set, adding, removing, restoring and re-indexing documents in the app need it (not shown in repr).
     admin_password: str = field(default="", repr=False)
 
@@ -52,6 +60,8 @@ class Settings:
             raise ConfigError(f"ASSISTANT_LLM ({self.llm!r}) must be one of {', '.join(LLM_BACKENDS)}.")
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb ({self.max_upload_mb}) must be at least 1.")
+        if self.max_request_kb < 1:
+            raise ConfigError(f"max_request_kb ({self.max_request_kb}) must be at least 1.")
 
     def admits(self, password: str | None) -> bool:
         """Whether `password` unlocks the document changes (always, when no admin password is set)."""
@@ -70,7 +80,7 @@ class Settings:
                 continue
             values[name] = _parse(name, raw, default)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("index_dir", "corpus_dir", "feedback_db", "model_cache_dir"):
+        for name in ("index_dir", "corpus_dir", "feedback_db", "model_cache_dir", "api_keys_file"):
             if name in values:
                 values[name] = Path(str(values[name]))
         return cls(**values)  # type: ignore[arg-type]
@@ -82,6 +92,10 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The ASSISTANT_* variables that `from_env` reads back as these settings (for worker processes)."""
+        return {f"ASSISTANT_{k.upper()}": str(v) for k, v in asdict(self).items() if v is not None}
 
 
 def _parse(name: str, raw: str, default: object) -> object:
