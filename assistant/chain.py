@@ -414,6 +414,8 @@ class Chain:
         most = self.policy.list_items if q.kind == "list" else self.policy.max_quotes
         if best.passage.chunk.metadata.get("kind") == "row" and q.kind != "list":
             most = 1  # an objective is one row: its target, deadline and area lead the answer
+        if q.labels and best.values.get("names the label", 0) > 0:
+            return self._labelled_item(best.passage)
         picks = [best]
         wanted = (
             "figure fit" if q.asks_figure else None,
@@ -430,6 +432,17 @@ class Chain:
         order = {id(s.passage.chunk): i for i, s in reversed(list(enumerate(picks)))}
         picks.sort(key=lambda s: (order[id(s.passage.chunk)], s.passage.unit.start))
         return [(s.passage.chunk, self._quote(s.passage)) for s in picks]
+
+    def _labelled_item(self, best: Passage) -> list[tuple[Document, str]]:
+        """A labelled item ("Recommendation 9: ...") quoted whole: its opening unit and those after it, up
+        to the next labelled unit (or policy.max_quotes)."""
+        after = [u for u in best.siblings if u.start > best.unit.start and not u.caption]
+        item = [best.unit]
+        for unit in after:
+            if len(item) >= self.policy.max_quotes or labels(unit.text[:40]):
+                break
+            item.append(unit)
+        return [(best.chunk, u.text) for u in item]
 
     def _quote(self, p: Passage) -> str:
         target = self._loaded().register.get(p.chunk.metadata["chunk_id"])
