@@ -221,7 +221,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
                 qa_file=str(args.qa),
             )
     if args.json:
-        print(json.dumps({k: report[k] for k in ("metrics", "baseline", "per_tag", "n")}, ensure_ascii=False))
+        print(json.dumps({k: v for k, v in report.items() if k != "run"}, ensure_ascii=False))
         return 0
     _print_metrics(report)
     if args.out:
