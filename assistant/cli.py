@@ -161,7 +161,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
             from assistant.embeddings import load_embeddings
 
             docs, _ = load_corpus([Path(p) for p in chain.index.manifest.get("inputs", [str(corpus)])])
-            baseline = NaiveBaseline(docs, load_embeddings(settings.embedding_model)).ask
+            baseline = NaiveBaseline(docs, load_embeddings(settings)).ask
         with _progress_bar() as bar:
             task = bar.add_task("evaluating", total=len(items))
             report = evaluate(

@@ -5,7 +5,8 @@
     hits = index.search(index.embed_query("A&E 4-hour target"), k=5)
 
 Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
-    manifest.json          model, dimension, chunking, per-file sha256, version, build time, build folder
+    manifest.json          model, runtime and model-file hash, dimension, chunking, per-file sha256,
+                           version, build time, build folder
     targets.json           the targets register (every table row, see chunking.Target)
     builds/<id>/           index.faiss, vectors.npy, docstore.json, targets.json of one build
 A build is written aside and made current by atomically replacing manifest.json, so a crash at any
@@ -33,7 +34,8 @@ from langchain_core.embeddings import Embeddings
 
 from assistant import __version__
 from assistant.chunking import CHUNKER_VERSION, chunk_documents, targets_to_json
-from assistant.config import Settings
+from assistant.config import EMBEDDING_RUNTIMES, Settings
+from assistant.embeddings import describe, load_embeddings
 from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
 from assistant.loaders import Skipped, file_sha256, find_files, load_file
 
@@ -151,14 +153,15 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | No
     """Raise IndexMismatchError naming each setting that differs from the index's, and what to run."""
     expected = {
         "embedding_model": model or settings.embedding_model,
+        # A runtime that gives other vectors (int8) is an index change; onnx and torch give the same.
+        "embedding_vectors": EMBEDDING_RUNTIMES[settings.embedding_runtime],
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "chunker": CHUNKER_VERSION,
         "format": FORMAT,
     }
-    diffs = [
-        f"{k} {manifest.get(k)!r} (settings say {v!r})" for k, v in expected.items() if manifest.get(k) != v
-    ]
+    found = {"embedding_vectors": "fp32"} | manifest  # indexes from before runtimes were fp32 (torch)
+    diffs = [f"{k} {found.get(k)!r} (settings say {v!r})" for k, v in expected.items() if found.get(k) != v]
     if diffs:
         raise IndexMismatchError(
             f"The index in {settings.index_dir} was built with {', '.join(diffs)}; "
@@ -190,9 +193,7 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
         ) from None
     chunks = [Document(page_content=r["page_content"], metadata=r["metadata"], id=r["id"]) for r in records]
     if embeddings is None:
-        from assistant.embeddings import load_embeddings
-
-        embeddings = load_embeddings(settings.embedding_model)
+        embeddings = load_embeddings(settings)
     vectorstore = FAISS(
         embedding_function=embeddings,
         index=faiss_index,
@@ -307,9 +308,7 @@ def build_index(
         )
     if to_embed or old is None or report.removed_files or len(chunks) != len(old.chunks):
         if embeddings is None:
-            from assistant.embeddings import load_embeddings
-
-            embeddings = load_embeddings(model)
+            embeddings = load_embeddings(settings, model)
         t0 = time.perf_counter()
         fresh = _embed(embeddings, to_embed, progress)
         report.embed_seconds = time.perf_counter() - t0
@@ -318,7 +317,14 @@ def build_index(
         vectors = [v if v.size else next(slot) for v in vectors]
         matrix = np.vstack(vectors).astype("float32")
         report.index_type = _write_build(
-            settings, model, chunks, matrix, targets, file_meta, [str(p) for p in inputs], fail_after_write
+            settings,
+            {"embedding_model": model, **describe(embeddings, settings.embedding_runtime)},
+            chunks,
+            matrix,
+            targets,
+            file_meta,
+            [str(p) for p in inputs],
+            fail_after_write,
         )
     else:
         report.index_type = old.manifest.get("index_type", "")
@@ -328,13 +334,20 @@ def build_index(
 
 
 def _embed(embeddings: Embeddings, chunks: list[Document], progress: Progress | None) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    batch = 256
-    for start in range(0, len(chunks), batch):
-        texts = [c.page_content for c in chunks[start : start + batch]]
-        out += list(np.asarray(embeddings.embed_documents(texts), dtype="float32"))
+    """Vectors of `chunks` in their order, embedded longest first in calls of 256 (progress between calls)."""
+    # Sorted across the whole ingest, not per call, so each call's batches are of one length and pad little.
+    order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].page_content))
+    out: list[np.ndarray] = [np.empty(0, dtype="float32")] * len(chunks)
+    step = 256
+    for start in range(0, len(order), step):
+        part = order[start : start + step]
+        vectors = np.asarray(
+            embeddings.embed_documents([chunks[i].page_content for i in part]), dtype="float32"
+        )
+        for i, vector in zip(part, vectors, strict=True):
+            out[i] = vector
         if progress:
-            progress("embedding", min(start + batch, len(chunks)), len(chunks))
+            progress("embedding", min(start + step, len(chunks)), len(chunks))
     return out
 
 
@@ -387,7 +400,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _write_build(
     settings: Settings,
-    model: str,
+    embedding: dict[str, Any],
     chunks: list[Document],
     vectors: np.ndarray,
     targets: list[dict[str, Any]],
@@ -412,7 +425,7 @@ def _write_build(
     manifest = {
         "format": FORMAT,
         "build": build_id,
-        "embedding_model": model,
+        **embedding,
         "dimension": int(vectors.shape[1]),
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
