@@ -80,9 +80,9 @@ def _load(model: str, runtime: str, cache_dir: Path) -> Embeddings:
 
 
 def describe(embeddings: Embeddings, runtime: str) -> dict[str, Any]:
-    """What the index manifest records about the embedder: runtime, kind of vectors, model file hash."""
+    """What the index manifest records about the embedder: runtime, kind of vectors, model file hashes."""
     return {
         "embedding_runtime": runtime,
         "embedding_vectors": EMBEDDING_RUNTIMES.get(runtime, runtime),
-        "embedding_sha256": getattr(embeddings, "sha256", None),
+        "embedding_files": getattr(embeddings, "files_sha256", None),
     }

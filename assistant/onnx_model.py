@@ -5,12 +5,14 @@
     vector = embeddings.embed_query("What is the A&E 4-hour target?")
 
 The SentenceTransformer itself (transformer, pooling and normalisation, as its modules.json says) is traced
-once with torch's ONNX exporter into `<cache>/onnx/<model>/`, with the model's own tokenizer.json and a
-record.json (the file hashes, the tokenizer settings, the versions that made it). Running it needs only
-onnxruntime and tokenizers; converting it needs sentence-transformers and torch, installed for ingest.
-Why not a kept converter: sentence-transformers' ONNX backend and export helpers go through optimum, and
-optimum pins transformers < 4.58, which breaks sentence-transformers 6.2; fastembed fetches its models from
-a hub. "int8" is the same graph with weights quantised by onnxruntime.quantization (no torch needed).
+once with torch's ONNX exporter into `<cache>/onnx/<model>/`: the graph, its weights beside it (onnxruntime
+maps them instead of copying them, so a process loads faster and peaks ~60 MB lower), the model's own
+tokenizer.json and a record.json (file hashes, tokenizer settings, the versions that made it). Running it
+needs only onnxruntime and tokenizers; converting it needs sentence-transformers and torch (installed for
+ingest, and the reference). Why not a kept converter: sentence-transformers' ONNX backend and export
+helpers go through optimum, which pins transformers < 4.58 and so breaks sentence-transformers 6.2;
+fastembed fetches its models from a hub. "int8" is the same graph with weights quantised per channel by
+onnxruntime.quantization (no torch needed).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from assistant.loaders import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 OPSET = 17
-FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
+TOKENIZER = "tokenizer.json"
+# Precision -> the files of that model in the cache folder, graph first (plus the shared tokenizer).
+FILES = {"fp32": ("model.onnx", "model.onnx.data"), "int8": ("model-int8.onnx",)}
 # A conversion whose vectors differ more than this from sentence-transformers' is refused (issue 16).
 MIN_COSINE = 0.999
 _CHECK_TEXTS = (
@@ -56,11 +60,11 @@ _SOURCE_FILES = re.compile(r".*\.(safetensors|bin|json|txt)$")
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """A converted model on disk: the graph, its tokenizer, and what the tokenizer must be told."""
+    """A converted model on disk: its graph, its tokenizer, their hashes and what the tokenizer is told."""
 
     model_file: Path
     tokenizer_file: Path
-    sha256: str
+    sha256: dict[str, str]  # file name -> SHA-256, for every file the vectors depend on
     precision: str
     max_seq_length: int
     dimension: int
@@ -97,12 +101,11 @@ def _slug(name: str, source: Path) -> str:
 
 def source_fingerprint(source: Path) -> dict[str, list[int]]:
     """Size and mtime of each weight/config file of `source`: a re-installed or edited model differs."""
-    out: dict[str, list[int]] = {}
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and _SOURCE_FILES.match(path.name):
-            stat = path.stat()
-            out[str(path.relative_to(source))] = [stat.st_size, stat.st_mtime_ns]
-    return out
+    return {
+        str(path.relative_to(source)): _stat(path)
+        for path in sorted(source.rglob("*"))
+        if path.is_file() and _SOURCE_FILES.match(path.name)
+    }
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
@@ -116,22 +119,21 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 def _cached(folder: Path, source: Path, precision: str) -> OnnxModel | None:
     """The verified model of `precision` in `folder`, or None when it must be (re)made."""
     record = read_record(folder)
-    if (
-        not record
-        or record.get("format") != FORMAT
-        or record.get("source_files") != source_fingerprint(source)
-    ):
+    if record is None or not _current(record, source):
         return None
-    file = folder / FILES[precision]
-    tokenizer = folder / "tokenizer.json"
-    expected = record.get("sha256", {})
-    for path in (file, tokenizer):
-        if not _verified(path, expected.get(path.name), record.get("stat", {}).get(path.name)):
+    names = (*FILES[precision], TOKENIZER)
+    stats = record.setdefault("stat", {})
+    for name in names:
+        verified = _verified(folder / name, record["sha256"].get(name), stats.get(name))
+        if verified is None:
             return None
+        if verified != stats.get(name):  # the same bytes, touched since: remembered, not rehashed each start
+            stats[name] = verified
+            _write_record(folder, record)
     return OnnxModel(
-        model_file=file,
-        tokenizer_file=tokenizer,
-        sha256=expected[file.name],
+        model_file=folder / FILES[precision][0],
+        tokenizer_file=folder / TOKENIZER,
+        sha256={name: record["sha256"][name] for name in names},
         precision=precision,
         max_seq_length=int(record["max_seq_length"]),
         dimension=int(record["dimension"]),
@@ -139,52 +141,67 @@ def _cached(folder: Path, source: Path, precision: str) -> OnnxModel | None:
     )
 
 
-def _verified(path: Path, sha256: str | None, stat: list[int] | None) -> bool:
-    """Whether `path` is the file whose SHA-256 was recorded (rehashed only when its size or mtime moved).
+def _current(record: dict[str, Any] | None, source: Path) -> bool:
+    """Whether `record` describes a conversion, in this layout, of the model as it is now in `source`."""
+    return (
+        record is not None
+        and record.get("format") == FORMAT
+        and record.get("source_files") == source_fingerprint(source)
+    )
+
+
+def _verified(path: Path, sha256: str | None, stat: list[int] | None) -> list[int] | None:
+    """[size, mtime] of `path` when it is the file whose SHA-256 was recorded, else None.
 
     Files are written atomically and recorded with their size and mtime, so a copy that still has both is
-    the one that was hashed; anything else is hashed again and rebuilt on a mismatch, never run. Hashing
+    the one that was hashed; anything else is hashed again, and rebuilt on a mismatch, never run. Hashing
     all 90 MB on every start would cost 0.1-0.3 s of the 1.5 s a new `nhs-assistant ask` may take.
     """
     if not path.is_file() or sha256 is None:
-        return False
-    now = path.stat()
-    return stat == [now.st_size, now.st_mtime_ns] or file_sha256(path) == sha256
+        return None
+    current = _stat(path)
+    return current if current == stat or file_sha256(path) == sha256 else None
 
 
 def _convert(name: str, source: Path, folder: Path, precision: str) -> None:
     """Export (fp32) and, when asked, quantise (int8) into `folder`; record.json is written last."""
     record = read_record(folder)
-    fresh = record is None or record.get("source_files") != source_fingerprint(source)
-    fp32 = folder / FILES["fp32"]
-    if fresh or not fp32.is_file() or file_sha256(fp32) != (record or {}).get("sha256", {}).get(fp32.name):
+    if (
+        record is None
+        or not _current(record, source)
+        or any(
+            _verified(folder / f, record["sha256"].get(f), None) is None for f in (*FILES["fp32"], TOKENIZER)
+        )
+    ):
         log.warning(
-            "Converting the embedding model %s to ONNX once, into %s (about 10-30 s; later starts reuse it).",
+            "Converting the embedding model %s to ONNX once, into %s (10-30 s; later starts reuse it).",
             name,
             folder,
         )
         record = export_onnx(source, folder)
-    assert record is not None
     if precision == "int8":
-        quantize(folder / FILES["fp32"], folder / FILES["int8"])
-        record["sha256"][FILES["int8"]] = file_sha256(folder / FILES["int8"])
+        int8 = folder / FILES["int8"][0]
+        quantize(folder / FILES["fp32"][0], int8)
+        record["sha256"][int8.name] = file_sha256(int8)
+    # Each file with the size and mtime it was hashed at (see _verified).
+    record["stat"] = {f: _stat(folder / f) for f in record["sha256"]}
     _write_record(folder, record)
 
 
 def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
-    """Trace the SentenceTransformer in `source` to `folder`/model.onnx; return its record (not yet written)."""
+    """Trace the SentenceTransformer in `source` into `folder`; return its record (not yet written)."""
     try:
+        import onnx
         import torch
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise ModelNotInstalledError(
-            f"Converting the embedding model in {source} to ONNX needs sentence-transformers and torch; "
-            "install them with `pip install nhs-assistant` (or set ASSISTANT_EMBEDDING_RUNTIME=torch)."
+            f"Converting the embedding model in {source} to ONNX needs sentence-transformers, torch and "
+            "onnx; install them with `pip install nhs-assistant` (or set ASSISTANT_EMBEDDING_RUNTIME=torch)."
         ) from None
-    tokenizer_json = source / "tokenizer.json"
-    if not tokenizer_json.is_file():
+    if not (source / TOKENIZER).is_file():
         raise ModelNotInstalledError(
-            f"The embedding model in {source} has no tokenizer.json, which the ONNX runtime needs; "
+            f"The embedding model in {source} has no {TOKENIZER}, which the ONNX runtime needs; "
             "set ASSISTANT_EMBEDDING_RUNTIME=torch to run it with sentence-transformers."
         )
     started = time.perf_counter()
@@ -212,15 +229,17 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
     # Two texts of different lengths, so the traced graph sees padding.
     example = model.preprocess(list(_CHECK_TEXTS))
     args = tuple(example[n] if n in example else torch.zeros_like(example["input_ids"]) for n in names)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".model.{secrets.token_hex(4)}.onnx.tmp"
+    # Written under a temporary folder with the final names (the graph names its weights file), then moved.
+    tmp = folder.parent / f".{folder.name}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir(parents=True)
     try:
+        traced = tmp / "traced.onnx"
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shape checks that hold for every input
             torch.onnx.export(
                 _Sentence().eval(),
                 args,
-                str(tmp),
+                str(traced),
                 input_names=list(names),
                 output_names=["sentence_embedding"],
                 dynamic_axes={
@@ -230,10 +249,22 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
                 opset_version=OPSET,
                 dynamo=False,  # the TorchScript exporter: the dynamo one needs onnxscript, not installed
             )
-        os.replace(tmp, folder / FILES["fp32"])
+        graph_file, weights_file = FILES["fp32"]
+        onnx.save_model(
+            onnx.load(str(traced)),
+            str(tmp / graph_file),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=weights_file,
+            size_threshold=1024,
+        )
+        shutil.copymode(tmp / graph_file, tmp / weights_file)  # onnx writes it owner-only (0600)
+        shutil.copyfile(source / TOKENIZER, tmp / TOKENIZER)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (weights_file, TOKENIZER, graph_file):
+            os.replace(tmp / name, folder / name)
     finally:
-        tmp.unlink(missing_ok=True)
-    shutil.copyfile(tokenizer_json, folder / "tokenizer.json")
+        shutil.rmtree(tmp, ignore_errors=True)
     record: dict[str, Any] = {
         "format": FORMAT,
         "source": str(source),
@@ -243,10 +274,7 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
         "pad_id": int(model.tokenizer.pad_token_id or 0),
         "opset": OPSET,
         "made_with": {p: _version(p) for p in ("torch", "sentence-transformers", "onnx", "onnxruntime")},
-        "sha256": {
-            FILES["fp32"]: file_sha256(folder / FILES["fp32"]),
-            "tokenizer.json": file_sha256(folder / "tokenizer.json"),
-        },
+        "sha256": {f: file_sha256(folder / f) for f in (*FILES["fp32"], TOKENIZER)},
     }
     _check_against(model, folder, record)
     record["export_seconds"] = round(time.perf_counter() - started, 1)
@@ -255,20 +283,20 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
 
 def _check_against(model: Any, folder: Path, record: dict[str, Any]) -> None:
     """Refuse a conversion whose vectors differ from sentence-transformers' on two test sentences."""
-    bundle = OnnxModel(
-        model_file=folder / FILES["fp32"],
-        tokenizer_file=folder / "tokenizer.json",
-        sha256=record["sha256"][FILES["fp32"]],
+    converted = OnnxModel(
+        model_file=folder / FILES["fp32"][0],
+        tokenizer_file=folder / TOKENIZER,
+        sha256=record["sha256"],
         precision="fp32",
         max_seq_length=record["max_seq_length"],
         dimension=record["dimension"],
         pad_id=record["pad_id"],
     )
-    ours = np.asarray(OnnxEmbeddings(bundle).embed_documents(list(_CHECK_TEXTS)))
+    ours = np.asarray(OnnxEmbeddings(converted).embed_documents(list(_CHECK_TEXTS)))
     theirs = model.encode(list(_CHECK_TEXTS), normalize_embeddings=True)
     cosine = float((ours * theirs).sum(axis=1).min())
     if cosine < MIN_COSINE:
-        (folder / FILES["fp32"]).unlink(missing_ok=True)
+        (folder / FILES["fp32"][0]).unlink(missing_ok=True)
         raise ModelNotInstalledError(
             f"The ONNX conversion of {record['source']} gives vectors with cosine {cosine:.4f} to "
             f"sentence-transformers' (needs {MIN_COSINE}); set ASSISTANT_EMBEDDING_RUNTIME=torch."
@@ -281,6 +309,9 @@ def quantize(fp32: Path, dest: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    quantizer_log = logging.getLogger()  # it advises "pre-processing" on the root logger; not for users
+    level = quantizer_log.level
+    quantizer_log.setLevel(logging.ERROR)
     try:
         quantize_dynamic(
             str(fp32),
@@ -292,16 +323,20 @@ def quantize(fp32: Path, dest: Path) -> None:
         )
         os.replace(tmp, dest)
     finally:
+        quantizer_log.setLevel(level)
         tmp.unlink(missing_ok=True)
 
 
 def _write_record(folder: Path, record: dict[str, Any]) -> None:
-    """record.json, written last and atomically, with the size and mtime of each file it hashes."""
-    stats = {name: (folder / name).stat() for name in record["sha256"]}
-    record["stat"] = {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
+    """record.json, written last and atomically."""
     tmp = folder / f".record.{secrets.token_hex(4)}.tmp"
     tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
     os.replace(tmp, folder / "record.json")
+
+
+def _stat(path: Path) -> list[int]:
+    now = path.stat()
+    return [now.st_size, now.st_mtime_ns]
 
 
 def _version(package: str) -> str | None:
@@ -330,6 +365,9 @@ class OnnxEmbeddings(Embeddings):
         self.tokenizer.no_padding()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # Idle threads sleep instead of spinning: on a shared 2-core machine a spinning thread takes CPU the
+        # other thread (or another process) needs; measured faster under load (docs/PERFORMANCE.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only: its warnings name graph internals a user cannot act on
         self.session = ort.InferenceSession(
             str(model.model_file), options, providers=["CPUExecutionProvider"]
@@ -337,9 +375,9 @@ class OnnxEmbeddings(Embeddings):
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     @property
-    def sha256(self) -> str:
-        """SHA-256 of the ONNX file that makes the vectors (recorded in the index manifest)."""
-        return self.model.sha256
+    def files_sha256(self) -> dict[str, str]:
+        """SHA-256 of each file the vectors depend on (recorded in the index manifest)."""
+        return dict(self.model.sha256)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Vectors of `texts`, in their order; batched longest first so a batch pads little."""

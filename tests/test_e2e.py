@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.bench import CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
+from tests.support.streamlit_app import CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"

@@ -128,7 +128,7 @@ def test_an_index_from_before_runtimes_counts_as_fp32(tmp_path: Path, corpus: Pa
     _build(corpus, settings)
     path = settings.index_dir / "manifest.json"
     manifest = json.loads(path.read_text())
-    for key in ("embedding_runtime", "embedding_vectors", "embedding_sha256"):
+    for key in ("embedding_runtime", "embedding_vectors", "embedding_files"):
         del manifest[key]
     path.write_text(json.dumps(manifest))
     assert load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE).chunks
