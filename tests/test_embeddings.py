@@ -120,7 +120,9 @@ def test_converting_without_torch_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
-    with pytest.raises(ModelNotInstalledError, match="needs sentence-transformers, torch and onnx; install them"):
+    with pytest.raises(
+        ModelNotInstalledError, match="needs sentence-transformers, torch and onnx; install them"
+    ):
         onnx_model(MODEL, model_path(MODEL), tmp_path / "empty-cache")
 
 
