@@ -141,13 +141,9 @@ def _cached(folder: Path, source: Path, precision: str) -> OnnxModel | None:
     )
 
 
-def _current(record: dict[str, Any] | None, source: Path) -> bool:
+def _current(record: dict[str, Any], source: Path) -> bool:
     """Whether `record` describes a conversion, in this layout, of the model as it is now in `source`."""
-    return (
-        record is not None
-        and record.get("format") == FORMAT
-        and record.get("source_files") == source_fingerprint(source)
-    )
+    return record.get("format") == FORMAT and record.get("source_files") == source_fingerprint(source)
 
 
 def _verified(path: Path, sha256: str | None, stat: list[int] | None) -> list[int] | None:
