@@ -178,8 +178,10 @@ def _ingest(out: Console, ing: dict[str, Any]) -> None:
         )
     for row in ing["embed"]["runtimes"]:
         table.add_row(
-            f"chunks/s, runtime {row['runtime']} ({row['chunks']} chunks)",
-            f"{row['chunks_per_s']:.1f} (x{row['speedup']}), peak RSS {row['peak_rss_bytes'] / 1e6:.0f} MB",
+            f"runtime {row['runtime']} ({row['chunks']} chunks, {row['runs']} run(s))",
+            f"{row['chunks_per_s']:.1f} chunks/s (x{row['speedup']}), "
+            f"{row['chunks_per_cpu_s']:.1f}/CPU s (x{row['cpu_speedup']}), "
+            f"peak RSS {row['peak_rss_bytes'] / 1e6:.0f} MB",
         )
     out.print(table)
 

@@ -38,6 +38,7 @@ def test_quick_bench_writes_json_and_plots(tmp_path: Path) -> None:
     runtimes = ingest["embed"]["runtimes"]
     assert [r["runtime"] for r in runtimes] == ["torch", "onnx"]  # before, then after, same files
     assert all(r["chunks"] == ingest["chunks"] and r["peak_rss_bytes"] > 0 for r in runtimes)
+    assert all(r["chunks_per_s"] > 0 and r["chunks_per_cpu_s"] > 0 for r in runtimes)
 
     startup = saved["startup"]
     for key in ("import_sentence_transformers", "ask_onnx", "ask_torch"):
