@@ -2,15 +2,15 @@
 
     streamlit run app.py          # or `make run`
 
-Every answer, ingest and score comes from the library; this file only lays it out. `streamlit run`
-first imports this file as a module, only to find `app` (an st.App, at the end), whose start loads
-the library, the model and the index in a background thread while the server comes up, so the first
-visitor finds them ready; each page view then runs this file as the page (`__main__`).
+Every answer, ingest and score comes from the library; this file only lays it out. Text from documents
+and file names is shown literally (assistant.literal), never rendered as Markdown or HTML.
+`streamlit run` first imports this file as a module, only to find `app` (an st.App, at the end), whose
+start loads the library, the model and the index in a background thread while the server comes up, so
+the first visitor finds them ready; each page view then runs this file as the page (`__main__`).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import tempfile
 import threading
@@ -22,20 +22,22 @@ from typing import Any
 
 import streamlit as st
 
+from assistant import literal
+
 # Only the page imports the library here. Imported as a module (by `streamlit run`, to find `app`),
 # the file leaves it to the warm-up thread, so the server answers ~1 s sooner; by the time a page view
 # runs these lines the modules are loaded.
 if __name__ == "__main__":
     from assistant.answer import Answer
     from assistant.chain import Chain
-    from assistant.corpus import add_document, remove_document
+    from assistant.config import Settings
+    from assistant.corpus import add_document, list_trash, remove_document, restore_document
     from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
     from assistant.evaluation import evaluate, load_qa
     from assistant.feedback import record_feedback
+    from assistant.keys import load_keys, role_of
     from assistant.loaders import SUPPORTED
-    from assistant.store import Index, IngestReport, build_index
-
-    UPLOAD_TYPES = sorted({s.lstrip(".") for s in SUPPORTED})
+    from assistant.store import Index, IngestReport
 
 HERE = Path(__file__).resolve().parent
 QA_DIR = HERE / "eval" / "qa"
@@ -46,9 +48,9 @@ QA_DIR = HERE / "eval" / "qa"
 
 def highlight(text: str, quote: str) -> str:
     """HTML of `text` (escaped) with the first occurrence of `quote` wrapped in <mark>."""
-    body = html.escape(text)
+    body = literal.html(text)
     if quote:
-        q = html.escape(quote)
+        q = literal.html(quote)
         at = body.find(q)
         if at >= 0:
             body = f"{body[:at]}<mark>{q}</mark>{body[at + len(q) :]}"
@@ -107,27 +109,26 @@ def get_baseline(_chain: Chain, built_at: str) -> Any:
     return NaiveBaseline(docs, _chain.index.embeddings)
 
 
-def run_ingest(chain: Chain) -> None:
-    """Index settings.corpus_dir inside st.status, remember the report, and make the chain reload."""
-    settings = chain.settings
-    try:
-        embeddings = chain.index.embeddings  # reuse the loaded model when there is one
-    except AssistantError:
-        embeddings = None
-    with st.status(f"Indexing {settings.corpus_dir}…", expanded=True) as status:
+def run_ingest(chain: Chain, remove: tuple[str, ...] = ()) -> None:
+    """Index settings.corpus_dir inside st.status, remember the report, and make the chain reload.
+
+    Adds and updates; documents named in `remove` (just moved to the trash) leave the index.
+    """
+    with st.status(f"Indexing {chain.settings.corpus_dir}…", expanded=True) as status:
         bar = st.progress(0.0)
 
         def progress(message: str, n: int, total: int) -> None:
             bar.progress(min(n / total, 1.0) if total else 1.0, text=f"{message} ({n}/{total})")
 
         try:
-            report = build_index([settings.corpus_dir], settings, embeddings=embeddings, progress=progress)
+            report = chain.reindex(
+                remove, progress, on_wait=lambda message: st.info(literal.markdown(message))
+            )
         except AssistantError as err:
             status.update(label="Indexing failed", state="error")
             st.session_state.ingest = {"error": str(err)}
             return
         status.update(label=_ingest_summary(report), state="complete")
-    chain.reload()
     st.session_state.ingest = {
         "summary": _ingest_summary(report),
         "skipped": [str(s) for s in report.skipped],
@@ -141,17 +142,47 @@ def _ingest_summary(report: IngestReport) -> str:
     )
 
 
+def notify(kind: str, text: str) -> None:
+    """Keep a message (kind: error, warning or info) to show at the top of the page after the rerun."""
+    st.session_state.setdefault("notices", []).append((kind, text))
+
+
 def show_ingest_result() -> None:
-    """The outcome of the last ingest of this session (kept across the rerun that follows it)."""
+    """Messages and the outcome of the last ingest of this session (kept across the rerun after them)."""
+    for kind, text in st.session_state.pop("notices", []):
+        getattr(st, kind)(literal.markdown(text))
     result = st.session_state.pop("ingest", None)
     if not result:
         return
     if "error" in result:
-        st.error(result["error"])
+        st.error(literal.markdown(result["error"]))
         return
     st.success(result["summary"])
     for skipped in result["skipped"]:
-        st.warning(f"Skipped {skipped}")
+        st.warning(literal.markdown(f"Skipped {skipped}"))
+
+
+def admitted(settings: Settings) -> bool:
+    """Whether this session may change the documents: always, unless ASSISTANT_ADMIN_PASSWORD or an API
+    admin key (ASSISTANT_API_KEYS) is set; then the password or an admin key unlocks them."""
+    try:
+        admin_keys = [k for k in load_keys(settings) if k.role == "admin"]
+    except AssistantError as err:  # keys set but unreadable: stay locked and say why
+        st.error(literal.markdown(str(err)))
+        return False
+    if not settings.admin_password and not admin_keys:
+        return True
+    what = "the admin password" if not admin_keys else "an API admin key"
+    if settings.admin_password and admin_keys:
+        what = "the admin password or an API admin key"
+    given = st.text_input(what[0].upper() + what[1:], type="password", key="admin_password")
+    if (settings.admin_password and settings.admits(given)) or (given and role_of(given, admin_keys)):
+        return True
+    if given:
+        st.error(f"That is not {what}.")
+    else:
+        st.caption(f"Adding, removing and re-indexing documents need {what}.")
+    return False
 
 
 def require_index(chain: Chain) -> Index:
@@ -159,12 +190,14 @@ def require_index(chain: Chain) -> Index:
     try:
         return load_index(chain)
     except (IndexMissingError, IndexMismatchError) as err:  # none yet, or one an upgrade must rebuild
-        st.error(str(err))
-        if st.button(f"Build the index from {chain.settings.corpus_dir}", type="primary"):
+        st.error(literal.markdown(str(err)))
+        show_ingest_result()
+        label = f"Build the index from {chain.settings.corpus_dir}"
+        if admitted(chain.settings) and st.button(literal.markdown(label), type="primary"):
             run_ingest(chain)
             st.rerun()
     except AssistantError as err:
-        st.error(str(err))
+        st.error(literal.markdown(str(err)))
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
 
@@ -234,7 +267,7 @@ def chat_page() -> None:
 
         def on_token(token: str) -> None:
             streamed.append(token)
-            draft.markdown(_md("".join(streamed)) + " ▌")
+            draft.markdown(_answer_md("".join(streamed)) + " ▌")
 
         try:
             with st.spinner("Searching the documents…"):
@@ -260,15 +293,17 @@ def show_message(message: dict[str, Any], i: int, latest: bool) -> None:
         st.markdown(_md(message["content"]))
         return
     if message.get("error"):
-        st.error(message["content"])
+        st.error(_md(message["content"]))
         return
     answer: Answer = message["answer"]
     if answer.refused:
-        st.warning(answer.text, icon=":material/block:")
+        st.warning(_answer_md(answer.text), icon=":material/block:")
     else:
-        st.markdown(_md(answer.text))
+        st.markdown(_answer_md(answer.text))
+    if answer.trace.get("understood"):  # a follow-up, read with the question before it
+        st.caption(f"Read as: {_md(answer.trace['understood'])}")
     for notice in answer.trace.get("notices", []):
-        st.caption(notice)
+        st.caption(_md(notice))
     if answer.citations:
         show_sources(answer, expanded=latest)
     timings = " · ".join(f"{k} {v:.0f} ms" for k, v in answer.timings_ms.items())
@@ -283,7 +318,7 @@ def show_sources(answer: Answer, expanded: bool) -> None:
     texts = {r.chunk_id: r.text for r in answer.retrieved}
     with st.expander(f"Sources ({len(answer.citations)})", expanded=expanded, icon=":material/menu_book:"):
         for citation in answer.citations:
-            where = [f"`{citation.source}`"]
+            where = [literal.code(citation.source)]
             if citation.page is not None:
                 where.append(f"page {citation.page}")
             if citation.area or citation.section:
@@ -305,14 +340,19 @@ def _record_feedback(i: int) -> None:
     try:
         record_feedback(get_chain().settings.feedback_db, message["answer"], score)
     except Exception as err:  # noqa: BLE001 - a lost rating must never break the chat
-        st.toast(f"Could not save feedback: {err}")
+        st.toast(_md(f"Could not save feedback: {err}"))
     else:
         st.toast("Thanks, feedback saved.")
 
 
 def _md(text: str) -> str:
-    """Text shown as markdown: "$" is not LaTeX, and each line stays a line."""
-    return text.replace("$", "\\$").replace("\n", "  \n")
+    """Text shown literally through Markdown, each line staying a line."""
+    return literal.markdown(text).replace("\n", "  \n")
+
+
+def _answer_md(text: str) -> str:
+    """An answer's text through Markdown: literal but for our own labels and list items."""
+    return literal.answer(text).replace("\n", "  \n")
 
 
 # --- documents ------------------------------------------------------------------------------------
@@ -323,57 +363,116 @@ def documents_page() -> None:
     settings = chain.settings
     st.title("Documents")
     show_ingest_result()
-    uploads = st.file_uploader(
-        f"Add documents (PDF, Word, text, Markdown or HTML; up to {settings.max_upload_mb} MB each)",
-        type=UPLOAD_TYPES,
-        accept_multiple_files=True,
-        key=f"uploader_{st.session_state.get('uploader_round', 0)}",
-    )
-    if uploads and st.button("Add and index", type="primary"):
-        saved = 0
-        for upload in uploads:
-            try:
-                # The size is checked before the bytes are read.
-                _, note = add_document(
-                    upload.name,
-                    upload.getvalue,
-                    settings.corpus_dir,
-                    settings.max_upload_mb,
-                    size=upload.size,
-                )
-            except AssistantError as err:
-                st.error(str(err))
-                continue
-            saved += 1
-            if note:
-                st.info(note)
-        if saved:
-            run_ingest(chain)
-            st.session_state.uploader_round = st.session_state.get("uploader_round", 0) + 1
-            st.rerun()
-
+    allowed = admitted(settings)
+    if allowed:
+        upload_documents(chain)
     st.subheader(f"In the corpus ({settings.corpus_dir})")
     try:
         indexed = load_index(chain).manifest.get("files", {})
     except AssistantError as err:
-        st.info(str(err))
+        st.info(literal.markdown(str(err)))
         indexed = {}
-    files = sorted(p for p in settings.corpus_dir.glob("*") if p.is_file() and not p.name.startswith("."))
+    corpus = settings.corpus_dir
+    files = sorted(corpus.iterdir()) if corpus.is_dir() else []
+    files = [p for p in files if (p.is_file() or p.is_symlink()) and not p.name.startswith(".")]
     if not files:
         st.caption("No documents yet.")
     for path in files:
         meta = indexed.get(path.name)
         status = f"{meta.get('chunks', '?')} chunks" if meta else "not indexed"
         name_col, info_col, button_col = st.columns([5, 2, 1.5], vertical_alignment="center")
-        name_col.markdown(f"`{path.name}`")
-        info_col.caption(f"{path.stat().st_size / 1024:.0f} KB · {status}")
-        if button_col.button("Remove", key=f"remove_{path.name}", icon=":material/delete:"):
-            remove_document(path.name, settings.corpus_dir)
-            run_ingest(chain)
-            st.rerun()
-    if files and st.button("Re-index the corpus"):
+        name_col.markdown(literal.code(path.name))
+        info_col.caption(f"{path.lstat().st_size / 1024:.0f} KB · {status}")
+        last = len(files) == 1  # an index cannot be empty: the last document would stay searchable
+        if allowed and button_col.button(
+            "Remove",
+            key=f"remove_{path.name}",
+            icon=":material/delete:",
+            disabled=last,
+            help="The last document cannot be removed; add another first." if last else None,
+        ):
+            st.session_state.confirm_remove = path.name
+        if allowed and st.session_state.get("confirm_remove") == path.name:
+            confirm_removal(chain, path.name)
+    if allowed and files and st.button("Re-index the corpus"):
         run_ingest(chain)
         st.rerun()
+    show_trash(chain, allowed)
+
+
+def upload_documents(chain: Chain) -> None:
+    """The uploader: each file saved under a safe name or refused with one sentence; then one ingest."""
+    settings = chain.settings
+    # No `type=` filter: Streamlit then raises on an odd name (a NUL byte) before this page can say which
+    # file it was, and the batch is lost; add_document refuses other types with one sentence instead.
+    uploads = st.file_uploader(
+        f"Add documents ({', '.join(SUPPORTED)}; up to {settings.max_upload_mb} MB each)",
+        accept_multiple_files=True,
+        key=f"uploader_{st.session_state.get('uploader_round', 0)}",
+    )
+    if not (uploads and st.button("Add and index", type="primary")):
+        return
+    saved = 0
+    for upload in uploads:
+        try:
+            # The size is checked before the bytes are read.
+            _, note = add_document(
+                upload.name, upload.getvalue, settings.corpus_dir, settings.max_upload_mb, size=upload.size
+            )
+        except AssistantError as err:  # one refused file; the rest of the batch is still saved
+            notify("error", str(err))
+            continue
+        saved += 1
+        if note:
+            notify("info", note)
+    if saved:
+        run_ingest(chain)
+        st.session_state.uploader_round = st.session_state.get("uploader_round", 0) + 1
+    st.rerun()
+
+
+def confirm_removal(chain: Chain, name: str) -> None:
+    """Ask before removing: the file goes to the trash, where it can be restored."""
+    st.warning(
+        f"Remove {literal.code(name)}? It moves to the trash below, from where it can be restored, "
+        "and leaves the index."
+    )
+    yes, no, _ = st.columns([1.5, 1, 5])
+    if yes.button("Yes, remove", key="confirm_remove_yes", type="primary"):
+        del st.session_state.confirm_remove
+        try:
+            remove_document(name, chain.settings.corpus_dir)
+        except AssistantError as err:
+            notify("error", str(err))
+        else:
+            notify("info", f"{name} was moved to the trash.")
+            run_ingest(chain, remove=(name,))
+        st.rerun()
+    if no.button("Cancel", key="confirm_remove_no"):
+        del st.session_state.confirm_remove
+        st.rerun()
+
+
+def show_trash(chain: Chain, allowed: bool) -> None:
+    """Removed documents, newest first, each with a Restore button."""
+    trash = list_trash(chain.settings.corpus_dir)
+    if not trash:
+        return
+    st.subheader("Trash")
+    st.caption("Removed documents stay here until restored; a restored document is indexed again.")
+    for item in trash:
+        name_col, info_col, button_col = st.columns([5, 2, 1.5], vertical_alignment="center")
+        name_col.markdown(literal.code(item.name))
+        info_col.caption(f"{item.size / 1024:.0f} KB · removed {item.removed_at[:16].replace('T', ' ')}")
+        if allowed and button_col.button("Restore", key=f"restore_{item.id}", icon=":material/restore:"):
+            try:
+                path, note = restore_document(item.id, chain.settings.corpus_dir)
+            except AssistantError as err:
+                notify("error", str(err))
+            else:
+                notify("info", note or f"{path.name} was restored.")
+                run_ingest(chain)
+            st.rerun()
 
 
 # --- targets --------------------------------------------------------------------------------------
@@ -452,7 +551,7 @@ def evaluation_page() -> None:
             out = Path(tmp) / "out"
             report = evaluate(
                 items,
-                ask=lambda q: chain.ask(q, k=k),
+                ask=lambda q, history: chain.ask(q, history, k=k),
                 baseline=baseline,
                 out_dir=out,
                 progress=progress,
@@ -517,9 +616,9 @@ PAGES = {
 
 
 def main() -> None:
-    st.set_page_config(
-        page_title="NHS planning assistant", page_icon=":material/local_hospital:", layout="wide"
-    )
+    # An emoji icon is drawn in the page (a data: URL); a ":material/...:" one is fetched from Google's
+    # font servers, and no request is to leave the page (tests/test_e2e.py).
+    st.set_page_config(page_title="NHS planning assistant", page_icon="🏥", layout="wide")
     try:
         chain = get_chain()
     except AssistantError as err:  # bad ASSISTANT_* settings

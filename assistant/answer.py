@@ -7,23 +7,15 @@ dropped, and a sentence of the answer holding a number that no cited quote holds
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from langchain_core.documents import Document
 
+from assistant import figures
+
 NOT_COVERED = "The planning documents don't cover this."
-CLINICAL = (
-    "I can't give individual clinical advice (doses, diagnoses or treatment for a patient). "
-    "Please use clinical guidance such as NICE, the BNF or your local formulary, and senior clinical advice."
-)
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-# A sentence ends at . ! ? before a capital (not inside "£5.2" or "e.g. the"), or at a blank line;
-# PDF text wraps lines mid-sentence, so a single newline is not an end.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[”\"')]?\s+(?=[A-Z0-9“\"(•\-–])|\n[ \t]*\n|\n(?=[•\-–] )")
 
 
 @dataclass
@@ -77,12 +69,8 @@ class Answer:
 
 
 def numbers_in(text: str) -> set[str]:
-    """Numbers as digit strings, thousands separators dropped.
-
-    >>> sorted(numbers_in("76% within 4 hours; 26,000 roles"))
-    ['26000', '4', '76']
-    """
-    return {m.group(0).replace(",", "").rstrip(".") for m in _NUMBER.finditer(text)}
+    """Numbers as digit strings, thousands separators dropped (see figures.numbers)."""
+    return figures.numbers(text)
 
 
 def citation_for(n: int, chunk: Document, quote: str) -> Citation:
@@ -123,168 +111,6 @@ def verify(text: str, citations: list[Citation], chunks: dict[str, Document]) ->
     return "\n".join(lines).strip(), [c for c in kept if c.n in used]
 
 
-def sentences(text: str) -> list[str]:
-    r"""Sentences of a chunk, as exact substrings of it.
-
-    >>> sentences("Costs are £5.2 billion by 2030. Staff grow\nby 69 per cent.")
-    ['Costs are £5.2 billion by 2030.', 'Staff grow\nby 69 per cent.']
-    """
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and len(s.strip()) > 2]
-
-
-# A line of a table as PDF text gives it: numbers at its end ("Health records 12,610 12,315 -295 -2%").
-_NUMBER_ROW = re.compile(r"(?:^|\s)(?:[+\-–]?[£$]?\d[\d,.]*%?\s+){1,}[+\-–]?[£$]?\d[\d,.]*%?\s*$")
-
-
-def table_rows(body: str) -> list[str]:
-    r"""The rows of a table in PDF text: each line of figures with the label lines above it.
-
-    pypdf gives a table row as its label, sometimes wrapped or a blank line away, then the figures; no
-    library rejoins them from text, so this does. Fewer than three lines of figures is not a table.
-
-    >>> table_rows("Area Size Demand\nClinical coding\n \n3,560 3,101\nHealth\nrecords\n12,610 12,315\nTotal 4 5")
-    ['Clinical coding\n \n3,560 3,101', 'Health\nrecords\n12,610 12,315', 'Total 4 5']
-    """
-    lines = body.split("\n")
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line) + 1)
-    numbered = [i for i, line in enumerate(lines) if _NUMBER_ROW.search(line)]
-    if len(numbered) < 3:
-        return []
-    rows = []
-    for j, i in enumerate(numbered):
-        first, taken = i, 0
-        floor = numbered[j - 1] if j else -1
-        # above the first row is the header, so it takes one label line; later rows up to four
-        while first - 1 > floor and taken < (4 if j else 1):
-            above = lines[first - 1].strip()
-            if not above and taken:
-                break
-            first -= 1
-            taken += bool(above)
-        while not lines[first].strip():
-            first += 1
-        rows.append(body[offsets[first] : offsets[i] + len(lines[i])].strip())
-    return rows
-
-
-_CONTENTS_HEADING = re.compile(
-    r"^\s*(?:table of )?contents|^\s*(?:list of )?(?:figures|tables)(?: and tables)?\s*$", re.I
-)
-_PAGE_REFERENCE = re.compile(r"(?:\.{3,}|\s)\d{1,3}\s*$")
-
-
-def is_contents(chunk: Document) -> bool:
-    r"""Whether a chunk is a table of contents (or list of figures): its page numbers answer nothing.
-
-    >>> is_contents(Document("Contents\nSection 1. Background 6\nSection 2. Main findings 6"))
-    True
-    >>> is_contents(Document("Improve A&E waiting times so that no less than 76%"))
-    False
-    """
-    lines = [line for line in chunk.page_content.split("\n") if line.strip()]
-    heading = str(chunk.metadata.get("section") or (lines[0] if lines else ""))
-    if _CONTENTS_HEADING.match(heading):
-        return True
-    return len(lines) >= 4 and sum(bool(_PAGE_REFERENCE.search(line)) for line in lines) >= 0.6 * len(lines)
-
-
-def quote_units(chunk: Document) -> list[str]:
-    """What a chunk can be quoted by: its table rows, paragraphs when it has several, else sentences."""
-    lead, rows = _units(chunk)
-    return lead + rows
-
-
-def _units(chunk: Document) -> tuple[list[str], list[str]]:
-    """A chunk's quotable units, and separately its table rows (if any)."""
-    body = chunk.page_content
-    section = chunk.metadata.get("section")
-    if section and body.startswith(f"{section}\n"):
-        body = body[len(section) + 1 :]
-    if rows := table_rows(body):
-        before = body[: body.index(rows[0])]
-        lead = sentences(before) if before.strip() else []
-        if len(lead) > 2:  # after the caption, the column headings: one unit, however pypdf broke them
-            lead = [lead[0], before[before.index(lead[1]) :].strip()]
-        return lead, rows
-    paragraphs = [p.strip() for p in re.split(r"\n[ \t]*\n", body) if len(p.strip()) > 2]
-    if len(paragraphs) > 1 and all(len(p) <= 400 for p in paragraphs):
-        return paragraphs, []
-    return sentences(body) or [body.strip()], []
-
-
-def best_quotes(
-    question: str,
-    chunk: Document,
-    weight: Callable[[str], float] = lambda _: 1.0,
-    most: int = 2,
-    favour: Callable[[str], bool] | None = None,
-) -> list[str]:
-    """The units of a prose chunk that best match the question, rare words weighing more (text order).
-
-    When no chosen unit is one `favour` accepts (one holding a figure, for a question asking for one),
-    the unit right after the best one is added if it is: the sentence that gives the figure of the
-    one before ("The greatest growth ... will be in X and Y. An additional 7,850 staff in X ...").
-    """
-    from assistant.retrieval import stems
-
-    lead, rows = _units(chunk)
-    units = lead + rows
-    wanted = set(stems(question))
-    words = [wanted & set(stems(u)) for u in units]
-    # A word in every unit (the chunk's topic, "maternity") tells them apart less than a word in one.
-    spread = {w: sum(w in ws for ws in words) for w in wanted}
-    scores = [sum(weight(w) * math.log(1 + len(units) / spread[w]) for w in ws) for ws in words]
-    # A lead-in ("... focuses on two main priorities:") introduces the answer rather than giving it.
-    scores = [s / 2 if u.rstrip().endswith(":") else s for s, u in zip(scores, units, strict=True)]
-    if rows and max(scores[len(lead) :]) > 0:
-        # A table answers with its best row, under its column headings (the lead's last unit) and the
-        # lead unit that best matches the question (usually the caption).
-        picks = {max(range(len(lead), len(units)), key=lambda i: scores[i])}
-        if lead:
-            picks.add(len(lead) - 1)
-            if max(scores[: len(lead)]) > 0:
-                picks.add(max(range(len(lead)), key=lambda i: scores[i]))
-        return [units[i] for i in sorted(picks)]
-    best = max(scores)
-    ranked = sorted(range(len(units)), key=lambda i: (-scores[i], i))
-    chosen = [i for i in ranked[:most] if best > 0 and scores[i] >= 0.6 * best] or ranked[:1]
-    after = ranked[0] + 1
-    if favour and not any(favour(units[i]) for i in chosen) and after < len(units) and favour(units[after]):
-        chosen = [ranked[0], after]
-    return [units[i] for i in sorted(chosen)]
-
-
-def compose(
-    question: str,
-    chunk: Document,
-    target: dict[str, Any] | None,
-    weight: Callable[[str], float] = lambda _: 1.0,
-    favour: Callable[[str], bool] | None = None,
-) -> tuple[str, list[Citation]]:
-    """An extractive answer from one chunk: the target first (value, deadline, area), then the quote."""
-    if chunk.metadata.get("kind") == "row":
-        quote = target["objective"] if target else chunk.page_content.split(" — ")[-1].split("\nTheme:")[0]
-        lead = []
-        if target and target.get("values"):
-            lead.append("**Target:** " + ", ".join(target["values"]))
-        if target and target.get("deadline"):
-            lead.append(f"**Deadline:** {target['deadline']}")
-        if chunk.metadata.get("area"):
-            lead.append(f"**Area:** {chunk.metadata['area']}")
-        text = (" · ".join(lead) + " [1]\n" if lead else "") + f"“{quote}” [1]"
-    else:
-        quotes = best_quotes(question, chunk, weight, favour=favour)
-        where = chunk.metadata.get("section") or chunk.metadata.get("title")
-        # One line per quote (verify reads line by line); the citation keeps the exact, wrapped text.
-        lines = [f"“{' '.join(q.split())}” [{n}]" for n, q in enumerate(quotes, start=1)]
-        if where and not numbers_in(str(where)):
-            lines.append(f"(from “{where}”)")
-        return "\n".join(lines), [citation_for(n, chunk, q) for n, q in enumerate(quotes, start=1)]
-    return text, [citation_for(1, chunk, quote)]
-
-
 def compose_list(heading: str, rows: list[tuple[dict[str, Any], Document]]) -> tuple[str, list[Citation]]:
     """A list answer over register rows, one citation per row."""
     lines = [heading]
@@ -299,3 +125,130 @@ def refusal(reason: str, closest: list[str]) -> str:
     """The "not in the documents" answer, naming the closest topics that were found."""
     topics = "; ".join(dict.fromkeys(t for t in closest if t))
     return f"{reason} The closest topics found: {topics}." if topics else reason
+
+
+def row_quote(chunk: Document, target: dict[str, Any] | None) -> str:
+    """What a table-row chunk is quoted by: its objective, without the area and theme labels around it."""
+    if target and target.get("objective") and target["objective"] in chunk.page_content:
+        return str(target["objective"])
+    return chunk.page_content.split(" — ")[-1].split("\nTheme:")[0]
+
+
+def compose(
+    quotes: list[tuple[Document, str]],
+    target: dict[str, Any] | None = None,
+    lead: str | None = None,
+    first: int = 1,
+) -> tuple[str, list[Citation]]:
+    """An extractive answer: an optional lead ("No."), the register's target line for a table row, then
+    one line per quote, each cited [n] from `first` on. Returns the text and its citations."""
+    lines: list[str] = [lead] if lead else []
+    citations: list[Citation] = []
+    for n, (chunk, quote) in enumerate(quotes, start=first):
+        if n == first and chunk.metadata.get("kind") == "row" and target:
+            facts = []
+            if target.get("values"):
+                facts.append("**Target:** " + ", ".join(target["values"]))
+            if target.get("deadline"):
+                facts.append(f"**Deadline:** {target['deadline']}")
+            if chunk.metadata.get("area"):
+                facts.append(f"**Area:** {chunk.metadata['area']}")
+            if facts:
+                lines.append(" · ".join(facts) + f" [{n}]")
+        # one line per quote (verify reads line by line); the citation keeps the exact, wrapped text
+        lines.append(f"“{' '.join(quote.split())}” [{n}]")
+        citations.append(citation_for(n, chunk, quote))
+    where = quotes[0][0].metadata.get("section") if quotes else None
+    if where and quotes[0][0].metadata.get("kind") != "row" and not numbers_in(str(where)):
+        lines.append(f"(from “{where}”)")
+    return "\n".join(lines), citations
+
+
+def yes_or_no(
+    claimed: list[figures.Figure], dates: set[str], quoted: str, claim: str | None = None
+) -> str | None:
+    """ "Yes." or "No." for a question stating a figure or date, checked against the quote; None when the
+    quote states nothing of that kind to check against.
+
+    >>> yes_or_no([figures.Figure(80, "percent")], set(), "patients with hypertension treated to NICE guidance to 77%")
+    'No.'
+    >>> yes_or_no([figures.Figure(77, "percent")], set(), "patients with hypertension treated to NICE guidance to 77%")
+    'Yes.'
+    >>> yes_or_no([], {"march 2024"}, "in line with the March 2025 ambition of 95%")
+    'No.'
+    >>> yes_or_no([figures.Figure(50, "percent")], set(), "61% of staff completed the survey", ">")
+    'Yes.'
+    """
+    stated = figures.read(quoted)
+    checked = [f for f in claimed if any(s.kind == f.kind and s.unit == f.unit for s in stated)]
+    if checked and claim:
+        holds = {">": lambda s, f: s.value > f.value, "<": lambda s, f: s.value < f.value}[claim]
+        same_kind = [s for s in stated if s.kind == checked[0].kind and s.unit == checked[0].unit]
+        return "Yes." if holds(same_kind[0], checked[0]) else "No."
+    if checked:
+        return "Yes." if all(any(f.same(s) for s in stated) for f in checked) else "No."
+    if dates and figures.dates(quoted):
+        return "Yes." if dates & figures.dates(quoted) else "No."
+    return None
+
+
+def compare(labels: list[str], quoted: list[str]) -> str | None:
+    """Which side of a comparison states the larger figure, when both state one of the same kind.
+
+    >>> compare(["the stroke standard", "the cancer standard"], ["meet the 80% stroke standard", "no less than 85%"])
+    'The cancer standard is higher (85% against 80%).'
+    """
+    firsts = [next((f for f in figures.read(q) if f.kind != "duration"), None) for q in quoted]
+    a, b = firsts
+    if a is None or b is None or a.kind != b.kind or a.value == b.value:
+        return "Both state the same figure." if a and b and a.kind == b.kind else None
+    high, low, label = (a, b, labels[0]) if a.value > b.value else (b, a, labels[1])
+    return f"{label[0].upper()}{label[1:]} is higher ({high.text} against {low.text})."
+
+
+# Words that qualify a figure ("no less than 76%", "an average of 30 minutes", "92% or below"): a generated
+# sentence that drops or swaps them changes what the figure means.
+_BEFORE = re.compile(
+    r"(?:no (?:less|more|fewer) than|at (?:least|most)|up to|(?:more|less|fewer) than|over|under|below|above|"
+    r"within|an average of|on average|average of|around|about|approximately|nearly|almost|towards|by|to|from)\s*$",
+    re.I,
+)
+_AFTER = re.compile(r"^\s*(?:or (?:below|above|less|more|fewer|lower|higher|over|under))\b", re.I)
+
+
+def meaning_changes(text: str, citations: list[Citation]) -> list[str]:
+    """Figures a generated answer states without the qualifying words their cited quote gives them.
+
+    >>> c = [Citation(1, "s", "t", None, None, "reduce waits to an average of 18 weeks", "c")]
+    >>> meaning_changes("Waits should fall by 18 weeks [1]", c)
+    ['18 weeks: the quote says "an average of 18 weeks"']
+    >>> meaning_changes("Waits should come down to an average of 18 weeks [1]", c)
+    []
+    """
+    by_n = {c.n: c for c in citations}
+    changes = []
+    for line in text.split("\n"):
+        quotes = [by_n[int(n)].quote for n in re.findall(r"\[(\d+)\]", line) if int(n) in by_n]
+        said = " ".join(re.sub(r"\[\d+\]", " ", line).split())
+        for figure in figures.read(said):
+            for quote in quotes:
+                flat = " ".join(quote.split())
+                wanted = _qualifiers(flat, figure)
+                if wanted is not None and wanted.lower() not in said.lower():
+                    changes.append(f'{figure.text}: the quote says "{wanted}"')
+                    break
+    return changes
+
+
+def _qualifiers(quote: str, figure: figures.Figure) -> str | None:
+    """The figure as the quote states it with its qualifying words ("no less than 76%"), or None when
+    the quote states it with none (or not at all)."""
+    for match in re.finditer(re.escape(figure.text), quote):
+        before = _BEFORE.search(quote[: match.start()])
+        after = _AFTER.match(quote[match.end() :])
+        if before or after:
+            start = before.start() if before else match.start()
+            end = match.end() + (after.end() if after else 0)
+            return quote[start:end].strip()
+        return None
+    return None

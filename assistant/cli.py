@@ -1,8 +1,9 @@
-"""`nhs-assistant ingest | ask | eval | bench`: a thin client of the library.
+"""`nhs-assistant ingest | ask | eval | serve | keys | bench`: a thin client of the library.
 
 `bench` runs the repository's benchmark (bench/, not part of the installed package) when there is one.
 
-Library errors (AssistantError) become one red line on stderr and exit code 1.
+Library errors (AssistantError) become one red line on stderr and exit code 1. Text that comes from
+documents or file names is printed literally (Rich markup escaped), never as markup.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from assistant import literal
 from assistant.config import Settings
 from assistant.errors import AssistantError
 
@@ -28,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     args.rest = rest
     from rich.console import Console
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, emoji=False)
     try:
         settings = Settings.from_env(index_dir=args.index, corpus_dir=getattr(args, "corpus", None))
         return int(args.run(args, settings))
     except AssistantError as error:
-        err.print(f"[red]Error:[/red] {error}", highlight=False)
+        err.print(f"[red]Error:[/red] {literal.console(str(error))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         err.print("[red]Interrupted.[/red]")
@@ -49,9 +51,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--index", type=Path, help="index folder (ASSISTANT_INDEX_DIR, default index/)")
         return p
 
-    p = command("ingest", "Index documents (PDF, DOCX, TXT, MD, HTML) into the FAISS index.")
+    p = command(
+        "ingest",
+        "Add or update documents (PDF, DOCX, TXT, MD, HTML) in the FAISS index; documents indexed "
+        "earlier stay unless --prune.",
+    )
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus folder)")
     p.add_argument("--corpus", type=Path, help="corpus folder (ASSISTANT_CORPUS_DIR, default corpus/)")
+    p.add_argument(
+        "--prune", action="store_true", help="remove indexed documents that are not found in PATHS"
+    )
+    p.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="fail at once if another ingest is writing the index (default: wait for it)",
+    )
     p.set_defaults(run=_ingest)
 
     p = command("ask", "Answer a question with cited sources.")
@@ -63,13 +78,32 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("eval", "Score the assistant on a QA set (JSONL), beside the naive baseline.")
     p.add_argument("qa", type=Path)
-    p.add_argument("--corpus", type=Path, help="build a temporary index from this folder")
+    p.add_argument(
+        "--corpus",
+        dest="corpora",
+        type=Path,
+        action="append",
+        help="build a temporary index from this folder (repeat for several)",
+    )
     p.add_argument("--k", type=int)
     p.add_argument("--mode", choices=["extractive", "generative"], default="extractive")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--out", type=Path, help="write report.json, results.jsonl and report.html here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
+
+    p = command("serve", "Serve the OpenAI-compatible HTTP API (docs at /docs).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--corpus", type=Path, help="corpus folder (ASSISTANT_CORPUS_DIR, default corpus/)")
+    p.set_defaults(run=_serve)
+
+    p = command("keys", "Make an API key for `serve`.")
+    keys = p.add_subparsers(required=True, metavar="ACTION")
+    add = keys.add_parser("add", help="print a new key once, and the line that stores its hash")
+    add.add_argument("--role", choices=["reader", "admin"], default="reader")
+    add.set_defaults(run=_keys_add)
 
     p = sub.add_parser(
         "bench",
@@ -98,29 +132,42 @@ def _progress_bar() -> Any:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, emoji=False)
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.store import build_index
 
     paths = args.paths or [settings.corpus_dir]
-    out = _console()
+    out, err = _console(), _console(stderr=True)
     with _progress_bar() as bar:
         task = bar.add_task("reading", total=None)
 
         def progress(message: str, n: int, total: int) -> None:
-            bar.update(task, description=message[:40], completed=n, total=total)
+            bar.update(task, description=literal.console(message[:40]), completed=n, total=total)
 
-        report = build_index(paths, settings, progress=progress)
+        report = build_index(
+            paths,
+            settings,
+            progress=progress,
+            prune=args.prune,
+            wait=args.wait,
+            on_wait=lambda message: bar.console.print(f"[yellow]{literal.console(message)}[/yellow]"),
+        )
     for skipped in report.skipped:
-        _console(stderr=True).print(f"[yellow]Skipped[/yellow] {skipped}")
+        err.print(f"[yellow]Skipped[/yellow] {literal.console(str(skipped))}")
+    if args.prune:
+        earlier = f"{report.removed_files} removed as not in PATHS (--prune)"
+    else:
+        earlier = f"{report.kept_files} kept from earlier runs"
+        if report.kept_files:
+            earlier += " though not in PATHS (use --prune to remove them)"
     out.print(
-        f"Indexed {report.files} files ({report.reused_files} unchanged, {report.removed_files} removed), "
+        f"Indexed {report.files} files ({report.reused_files} unchanged, {earlier}), "
         f"{report.pages} pages, {report.chunks} chunks in {report.seconds:.1f} s; "
         f"embedded {report.embedded} chunks"
         + (f" at {report.chunks_per_s:.1f} chunks/s" if report.embedded else "")
-        + f"; {len(report.skipped)} skipped; index {report.index_type} in {settings.index_dir}/"
+        + f"; {len(report.skipped)} skipped; index {report.index_type} in {literal.console(str(settings.index_dir))}/"
     )
     return 0
 
@@ -134,14 +181,14 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     out = _console()
     for notice in answer.trace.get("notices", []):
-        _console(stderr=True).print(f"[yellow]{notice}[/yellow]")
-    out.print(answer.text)
+        _console(stderr=True).print(f"[yellow]{literal.console(notice)}[/yellow]")
+    out.print(literal.console(answer.text))
     if answer.citations:
         out.print("\nSources:")
     for c in answer.citations:
         page = f", page {c.page}" if c.page else ""
         where = f", {c.section}" if c.section else ""
-        out.print(f"[{c.n}] {c.title} ({c.source}{page}{where})\n    “{c.quote}”")
+        out.print(literal.console(f"[{c.n}] {c.title} ({c.source}{page}{where})\n    “{c.quote}”"))
     return 0
 
 
@@ -156,29 +203,31 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     items = load_qa(args.qa)  # validated whole before anything runs
     settings = settings.with_(k=args.k)
     with tempfile.TemporaryDirectory(prefix="nhs-eval-") as tmp:
-        corpus = args.corpus or settings.corpus_dir
-        if args.corpus:
+        corpora = args.corpora or [settings.corpus_dir]
+        if args.corpora:
             settings = settings.with_(index_dir=Path(tmp) / "index")
-            build_index([args.corpus], settings)
+            build_index(args.corpora, settings)
         chain = Chain(settings)
         baseline = None
         if args.baseline:
             from assistant.baseline import NaiveBaseline
             from assistant.embeddings import load_embeddings
 
-            docs, _ = load_corpus([Path(p) for p in chain.index.manifest.get("inputs", [str(corpus)])])
+            inputs = chain.index.manifest.get("inputs") or [str(c) for c in corpora]
+            docs, _ = load_corpus([Path(p) for p in inputs])
             baseline = NaiveBaseline(docs, load_embeddings(settings)).ask
         with _progress_bar() as bar:
             task = bar.add_task("evaluating", total=len(items))
             report = evaluate(
                 items,
-                ask=lambda q: chain.ask(q, mode=args.mode),
+                ask=lambda q, history: chain.ask(q, history, mode=args.mode),
                 baseline=baseline,
                 out_dir=args.out,
                 progress=lambda n, total: bar.update(task, completed=n, total=total),
+                qa_file=str(args.qa),
             )
     if args.json:
-        print(json.dumps({k: report[k] for k in ("metrics", "baseline", "per_tag", "n")}, ensure_ascii=False))
+        print(json.dumps({k: v for k, v in report.items() if k != "run"}, ensure_ascii=False))
         return 0
     _print_metrics(report)
     if args.out:
@@ -197,6 +246,26 @@ def _print_metrics(report: dict[str, Any]) -> None:
     for key, value in report["metrics"].items():
         table.add_row(key, _fmt(value), _fmt(base.get(key)))
     _console().print(table)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.server import serve
+
+    err = _console(stderr=True)
+    serve(settings, args.host, args.port, args.workers, log=lambda msg: err.print(f"[yellow]{msg}[/yellow]"))
+    return 0
+
+
+def _keys_add(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.keys import new_key
+
+    token, line = new_key(args.role)
+    # plain print: a key wrapped by the terminal width could not be copied whole
+    print(f"New {args.role} key (shown only this once; give it to the client):\n  {token}")
+    print(
+        f"Store its hash in ASSISTANT_API_KEYS (entries separated by commas) or as a line of ASSISTANT_API_KEYS_FILE:\n  {line}"
+    )
+    return 0
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,7 +5,8 @@
      ├── DocumentError          one file cannot be read (ingest warns and goes on)
      ├── IndexError_
      │    ├── IndexMissingError  no index built yet
-     │    └── IndexMismatchError the index was built with other settings
+     │    ├── IndexMismatchError the index was built with other settings
+     │    └── IndexBusyError     another ingest is writing the index (and this one would not wait)
      ├── ModelNotInstalledError a model package is missing
      ├── QuestionError          an empty or unusable question
      └── QAFileError            a bad line in a QA (evaluation) file
@@ -46,6 +47,10 @@ class IndexMissingError(IndexError_):
 
 class IndexMismatchError(IndexError_):
     """The index on disk was built with settings that differ from the current ones."""
+
+
+class IndexBusyError(IndexError_):
+    """Another ingest holds the index folder's writer lock."""
 
 
 class ModelNotInstalledError(AssistantError):

@@ -22,7 +22,8 @@ from assistant.errors import QAFileError
 from assistant.metrics import aggregate, score
 
 REQUIRED = ("id", "question", "reference", "facts", "evidence", "sources", "answerable", "tags")
-OPTIONAL = ("pages",)
+OPTIONAL = ("pages", "history")
+ROLES = ("user", "assistant")
 _NEEDS = "every line needs " + ", ".join(REQUIRED)
 
 
@@ -39,6 +40,8 @@ class QAItem:
     answerable: bool
     tags: list[str]
     pages: list[int] | None = None
+    # earlier turns of a conversation ({"role": "user" | "assistant", "content": ...}); the question is the next
+    history: list[dict[str, str]] | None = None
 
 
 def load_qa(path: Path) -> list[QAItem]:
@@ -72,20 +75,25 @@ def load_qa(path: Path) -> list[QAItem]:
 
 def evaluate(
     items: list[QAItem],
-    ask: Callable[[str], Answer],
+    ask: Callable[[str, list[dict[str, str]] | None], Answer],
     baseline: Callable[[str], Answer] | None = None,
     out_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     *,
     qa_file: str | None = None,
 ) -> dict[str, Any]:
-    """Ask every question (and the baseline's), score them and, given out_dir, write the report there."""
+    """Ask every question (with its history) and the baseline's, score them and, given out_dir, write the report.
+
+    The naive baseline sees the question alone, as a plain retrieval recipe would.
+    """
     results: list[dict[str, Any]] = []
     ours: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
     for done, item in enumerate(items, start=1):
-        answer = ask(item.question)
+        answer = ask(item.question, item.history)
         row: dict[str, Any] = {"id": item.id, "question": item.question, "tags": item.tags}
+        if item.history:
+            row["history"] = item.history
         row |= {"answerable": item.answerable} | _result(answer, item)
         ours.append(row["metrics"])
         if baseline is not None:
@@ -94,20 +102,28 @@ def evaluate(
         results.append(row)
         if progress is not None:
             progress(done, len(items))
-    tags = sorted({tag for item in items for tag in item.tags})
     report: dict[str, Any] = {
         "metrics": aggregate(ours),
         "baseline": aggregate(theirs) if baseline is not None else None,
-        "per_tag": {
-            tag: aggregate([s for s, item in zip(ours, items, strict=True) if tag in item.tags])
-            for tag in tags
-        },
+        "per_tag": _per_tag(ours, items),
         "n": len(items),
     }
+    if baseline is not None:
+        report["baseline_per_tag"] = _per_tag(theirs, items)
     if out_dir is not None:
         run = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "qa_file": qa_file}
         _write_outputs(report | {"run": run}, results, Path(out_dir))
     return report
+
+
+def _per_tag(scores: list[dict[str, Any]], items: list[QAItem]) -> dict[str, dict[str, Any]]:
+    """The metrics of each tag's questions, with how many there are (`n`)."""
+    tags = sorted({tag for item in items for tag in item.tags})
+    return {
+        tag: aggregate(chosen) | {"n": len(chosen)}
+        for tag in tags
+        if (chosen := [s for s, item in zip(scores, items, strict=True) if tag in item.tags])
+    }
 
 
 def _parse_line(line: str, where: str) -> QAItem:
@@ -123,7 +139,7 @@ def _parse_line(line: str, where: str) -> QAItem:
     unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         # A typo such as "page" would otherwise drop a metric silently.
-        raise QAFileError(f"{where}: unknown field {unknown[0]!r}; {_NEEDS}, and may give pages.")
+        raise QAFileError(f"{where}: unknown field {unknown[0]!r}; {_NEEDS}, and may give pages and history.")
     for name in ("id", "question", "reference"):
         if not isinstance(data[name], str) or (name != "reference" and not data[name].strip()):
             raise QAFileError(f"{where}: field {name!r} must be a non-empty string, got {data[name]!r}.")
@@ -137,7 +153,19 @@ def _parse_line(line: str, where: str) -> QAItem:
         not isinstance(pages, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in pages)
     ):
         raise QAFileError(f"{where}: field 'pages' must be a list of page numbers, got {pages!r}.")
-    return QAItem(**{name: data[name] for name in REQUIRED}, pages=pages)
+    history = data.get("history")
+    if history is not None and (
+        not isinstance(history, list)
+        or not all(
+            isinstance(t, dict) and t.get("role") in ROLES and isinstance(t.get("content"), str)
+            for t in history
+        )
+    ):
+        raise QAFileError(
+            f'{where}: field \'history\' must be a list of {{"role": "user" or "assistant", "content": text}}, '
+            f"got {history!r}."
+        )
+    return QAItem(**{name: data[name] for name in REQUIRED}, pages=pages, history=history)
 
 
 def _result(answer: Answer, item: QAItem) -> dict[str, Any]:

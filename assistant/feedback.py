@@ -2,19 +2,30 @@
 
 record_feedback(Path("feedback.sqlite3"), answer, score=1)   # 1 = helpful, 0 = not helpful
 rows = read_feedback(Path("feedback.sqlite3"))
+
+Many app sessions (and processes) write at once: the file is in WAL mode (readers never block the
+writer), each write waits up to BUSY_TIMEOUT_S for the lock, and a write that still finds the file
+locked is retried with backoff, so no rating is lost to "database is locked".
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
+import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from assistant.answer import Answer
+
+BUSY_TIMEOUT_S = 30.0
+RETRIES = 8
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -34,30 +45,59 @@ def record_feedback(db_path: Path, answer: Answer, score: int) -> int:
     """Store one rating of `answer` (1 helpful, 0 not) and return its row id."""
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    # closing() closes the file; the inner `with db` commits.
-    with closing(sqlite3.connect(db_path)) as db, db:
-        db.execute(_SCHEMA)
-        cursor = db.execute(
-            "INSERT INTO feedback (created_at, question, answer, refused, score, citations, timings) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                datetime.now(UTC).isoformat(timespec="seconds"),
-                answer.question,
-                answer.text,
-                int(answer.refused),
-                int(score),
-                json.dumps([asdict(c) for c in answer.citations], ensure_ascii=False),
-                json.dumps(answer.timings_ms),
-            ),
-        )
+    row = (
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        answer.question,
+        answer.text,
+        int(answer.refused),
+        int(score),
+        json.dumps([asdict(c) for c in answer.citations], ensure_ascii=False),
+        json.dumps(answer.timings_ms),
+    )
+
+    def insert(db: sqlite3.Connection) -> int:
+        # BEGIN IMMEDIATE takes the write lock up front, so the busy timeout applies to it; a deferred
+        # transaction that upgrades from reading to writing fails at once instead of waiting.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = db.execute(
+                "INSERT INTO feedback (created_at, question, answer, refused, score, citations, timings) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         return int(cursor.lastrowid or 0)
+
+    return _with_retry(db_path, insert)
 
 
 def read_feedback(db_path: Path) -> list[dict[str, Any]]:
     """Every stored rating, oldest first (empty when nothing was recorded yet)."""
     if not Path(db_path).is_file():
         return []
-    with closing(sqlite3.connect(db_path)) as db:
+
+    def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
         db.row_factory = sqlite3.Row
-        db.execute(_SCHEMA)
         return [dict(row) for row in db.execute("SELECT * FROM feedback ORDER BY id")]
+
+    return _with_retry(Path(db_path), select)
+
+
+def _with_retry(db_path: Path, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    """Run `work` on a fresh connection, retrying with backoff while the file is locked or busy."""
+    for attempt in range(RETRIES):
+        try:
+            # isolation_level=None: transactions are ours (BEGIN IMMEDIATE above), not the module's.
+            with closing(sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(_SCHEMA)
+                return work(db)
+        except sqlite3.OperationalError as err:
+            busy = "locked" in str(err) or "busy" in str(err)
+            if not busy or attempt + 1 == RETRIES:
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

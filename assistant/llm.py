@@ -30,10 +30,12 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
-from assistant.answer import NOT_COVERED, Citation, best_quotes, citation_for, numbers_in, quote_units
+from assistant.answer import NOT_COVERED, Citation, citation_for, numbers_in
 from assistant.config import Settings
 from assistant.errors import AssistantError, ConfigError, ModelNotInstalledError
+from assistant.lexicon import stems
 from assistant.loaders import file_sha256
+from assistant.passages import quote_units
 
 INSTALL = "pip install 'nhs-assistant[llm]'"
 MAX_NEW_TOKENS = 200
@@ -382,4 +384,5 @@ def _best_unit(line: str, chunk: Document) -> str:
     holding = [u for u in units if wanted and wanted <= numbers_in(u)]
     if len(holding) == 1:
         return holding[0]
-    return best_quotes(line, Document(page_content="\n".join(units), metadata=chunk.metadata), most=1)[0]
+    said = set(stems(line))
+    return max(units, key=lambda u: len(said & set(stems(u))))

@@ -1,14 +1,16 @@
 """Files -> LangChain Documents: one per PDF page (1-based `page`), one per text/MD/DOCX/HTML file.
 
 Every Document carries `source` (file name), `title`, `page` (None where a format has no pages) and
-`sha256` of the file. A file that cannot be read raises DocumentError naming the reason; `load_corpus`
-turns those into skipped entries and goes on with the rest.
+`sha256` of the file. A file that cannot be read raises DocumentError naming the reason (whatever the
+parser raised); `load_corpus` turns those into skipped entries and goes on with the rest. Folders are
+scanned without following symbolic links, and NUL bytes never reach a Document.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -21,6 +23,7 @@ from assistant.errors import DocumentError
 
 SUPPORTED = (".pdf", ".txt", ".md", ".docx", ".html", ".htm")
 TEXT_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+_LINK_REASON = "a symbolic link; links are not followed, so copy the file itself into the folder"
 
 # pypdf logs every malformed object it skips; one warning per bad file is ours to give instead.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -46,28 +49,87 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def find_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into the files below them (sorted, hidden files skipped)."""
+def find_files(paths: Iterable[Path]) -> tuple[list[Path], list[Skipped]]:
+    """Expand folders into the files below them (sorted; hidden files and folders left out).
+
+    Symbolic links below a folder are not followed: a link in the corpus could point anywhere on the
+    machine (`notes.txt -> /etc/passwd`), so each is returned as Skipped instead. The paths given are
+    taken as they are, links or not: naming a path is choosing it.
+    """
     found: list[Path] = []
+    skipped: list[Skipped] = []
     for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        else:
+        if not path.is_dir():
             found.append(path)
-    return found
+            continue
+        below: list[Path] = []
+        for folder, dirs, names in os.walk(path):  # os.walk does not descend into linked folders
+            here = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in [*dirs]:
+                if (here / name).is_symlink():
+                    dirs.remove(name)
+                    skipped.append(Skipped(here / name, _LINK_REASON))
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                if (here / name).is_symlink():
+                    skipped.append(Skipped(here / name, _LINK_REASON))
+                else:
+                    below.append(here / name)
+        found += sorted(below)
+    return found, skipped
 
 
 def load_file(path: Path, max_bytes: int | None = None) -> list[Document]:
     """Load one file into Documents, or raise DocumentError saying why it cannot be read.
 
-    A file over `max_bytes` is refused by its size before any of it is read.
+    A file over `max_bytes` is refused by its size before any of it is read. Whatever a parser raises
+    on a malformed file becomes a DocumentError: one bad file must never stop an ingest.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    check_file(path, max_bytes)
+    try:
+        sha = file_sha256(path)
+        if suffix == ".pdf":
+            docs = _load_pdf(path)
+        elif suffix == ".docx":
+            docs = _load_docx(path)
+        elif suffix in (".html", ".htm"):
+            docs = _load_html(path)
+        else:
+            docs = _load_text(path, markdown=suffix == ".md")
+    except DocumentError:
+        raise
+    except OSError as err:
+        raise DocumentError(path, f"cannot read file ({err.strerror or type(err).__name__})") from None
+    except Exception as err:  # parsers raise many types on malformed input (lxml, zipfile, bs4, ...)
+        raise DocumentError(
+            path, f"unreadable {suffix[1:].upper()} ({type(err).__name__}); re-save or re-export it"
+        ) from None
+    for doc in docs:
+        # A NUL is never text: the binary check reads only the first 8 KB, and PDFs can hold them anywhere.
+        doc.page_content = doc.page_content.replace("\x00", "")
+        doc.metadata.update(
+            source=path.name, sha256=sha, title=str(doc.metadata["title"]).replace("\x00", "")
+        )
+    docs = [doc for doc in docs if doc.page_content.strip()]
+    if not docs:
+        raise DocumentError(path, "no text in file")
+    return docs
+
+
+def check_file(path: Path, max_bytes: int | None) -> None:
+    """Raise DocumentError when `path` is of an unsupported type, missing, not a regular file, empty or
+    over `max_bytes`. Only its name and size are looked at: nothing of a file over the limit is read."""
+    suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
         raise DocumentError(path, f"unsupported file type {suffix or '(none)'}; use {', '.join(SUPPORTED)}")
-    if not path.is_file():
+    if not path.exists():
         raise DocumentError(path, "file not found")
+    if not path.is_file():
+        raise DocumentError(path, "not a regular file (a folder, pipe or device); only files are indexed")
     size = path.stat().st_size
     if size == 0:
         raise DocumentError(path, "empty file (0 bytes)")
@@ -76,25 +138,13 @@ def load_file(path: Path, max_bytes: int | None = None) -> list[Document]:
             path,
             f"{size / 2**20:.0f} MB is over the {max_bytes / 2**20:.0f} MB limit (ASSISTANT_MAX_UPLOAD_MB)",
         )
-    sha = file_sha256(path)
-    if suffix == ".pdf":
-        docs = _load_pdf(path)
-    elif suffix == ".docx":
-        docs = _load_docx(path)
-    elif suffix in (".html", ".htm"):
-        docs = _load_html(path)
-    else:
-        docs = _load_text(path, markdown=suffix == ".md")
-    for doc in docs:
-        doc.metadata.update(source=path.name, sha256=sha)
-    return docs
 
 
 def load_corpus(paths: Iterable[Path]) -> tuple[list[Document], list[Skipped]]:
     """Load every supported file below `paths`; unreadable files are returned as Skipped, not raised."""
     docs: list[Document] = []
-    skipped: list[Skipped] = []
-    for path in find_files(paths):
+    files, skipped = find_files(paths)
+    for path in files:
         try:
             docs += load_file(path)
         except DocumentError as err:
@@ -219,13 +269,11 @@ def _without_page_number(text: str, page: int) -> str:
 
 
 def _load_docx(path: Path) -> list[Document]:
-    import zipfile
-
     import docx
 
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as err:
+    except Exception as err:  # python-docx: BadZipFile, PackageNotFoundError, lxml's XMLSyntaxError, ...
         raise DocumentError(path, f"corrupt DOCX ({type(err).__name__}); re-save it from Word") from None
     lines: list[str] = []
     title = (document.core_properties.title or "").strip()

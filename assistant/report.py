@@ -42,7 +42,9 @@ def write_html(report: dict[str, Any], results: list[dict[str, Any]], path: Path
         ),
         "</table><h2>Plots</h2><div class='plots'>",
         *(f"<img alt='{alt}' src='data:image/png;base64,{png}'>" for alt, png in plots),
-        "</div><h2>Questions</h2>",
+        "</div><h2>By tag</h2>",
+        _tag_table(report.get("per_tag", {}), report.get("baseline_per_tag") or {}),
+        "<h2>Questions</h2>",
         "<table><tr><th>id</th><th>question</th><th>refused</th><th>fact recall</th>",
         "<th>first-hit rank</th></tr>",
         *(
@@ -55,6 +57,28 @@ def write_html(report: dict[str, Any], results: list[dict[str, Any]], path: Path
         "</table></body></html>",
     ]
     Path(path).write_text("\n".join(parts), encoding="utf-8")
+
+
+_TAG_COLUMNS = ("hit@1", "fact_recall", "answer_accuracy", "refusal_accuracy", "false_refusal_rate")
+
+
+def _tag_table(ours: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]]) -> str:
+    """One row per tag: its question count, then each metric as assistant / baseline."""
+    head = "".join(f"<th>{name}</th>" for name in _TAG_COLUMNS)
+    rows = [
+        f"<tr><td>{_esc(tag)}</td><td class='num'>{m.get('n', '-')}</td>"
+        + "".join(
+            f"<td class='num'>{_fmt(m.get(key))}"
+            + (f" / {_fmt(theirs[tag].get(key))}" if tag in theirs else "")
+            + "</td>"
+            for key in _TAG_COLUMNS
+        )
+        + "</tr>"
+        for tag, m in ours.items()
+    ]
+    return f"<table><tr><th>tag</th><th>n</th>{head}</tr>{''.join(rows)}</table>" + (
+        "<p>Cells read assistant / baseline.</p>" if theirs else ""
+    )
 
 
 def _esc(value: object) -> str:

@@ -6,8 +6,6 @@ BM25 with a weight mask - so a selective filter still returns k results.
 
 from __future__ import annotations
 
-import functools
-import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,67 +17,10 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from assistant.lexicon import TOKEN, stem, stems
 from assistant.store import Index
 
-# Standard NHS abbreviations, expanded in queries so that "UCR" or "cat 2" meet the documents' words.
-# A domain glossary, not answers: it only adds words to the query.
-ABBREVIATIONS = {
-    "a&e": "accident and emergency A&E",
-    "ed": "emergency department A&E",
-    "uec": "urgent and emergency care",
-    "ucr": "urgent community response",
-    "cat": "category",
-    "g&a": "general and acute",
-    "fds": "faster diagnosis standard",
-    "arrs": "additional roles reimbursement scheme",
-    "cyp": "children and young people",
-    "iapt": "IAPT talking therapies",
-    "ld": "learning disability",
-    "ddr": "dementia diagnosis rate",
-    "udas": "units of dental activity",
-    "uda": "units of dental activity",
-    "cvd": "cardiovascular disease CVD",
-    "gp": "general practice GP",
-    "icb": "integrated care board",
-    "icbs": "integrated care boards",
-    "ics": "integrated care system",
-    "icss": "integrated care systems",
-    "rtt": "referral to treatment",
-    "mh": "mental health",
-}
-# Everyday words for the documents' terms.
-SYNONYMS = {
-    "dentistry": "dental",
-    "phone": "telephone telephony",
-    "phones": "telephone telephony",
-}
-GLOSSARY = ABBREVIATIONS | SYNONYMS
-_TOKEN = r"(?u)\b\w+(?:&\w+)*\b"
-# Each abbreviation's expansion in words ("talking therapies" for IAPT), for the reverse direction.
-_SPELLED_OUT = {
-    key: phrase
-    for key, value in ABBREVIATIONS.items()
-    if key.isalpha()
-    and len(key) > 1
-    and (phrase := " ".join(w for w in value.split() if not any(c.isupper() for c in w)).lower())
-    and " " in phrase
-}
 FILTER_KEYS = ("source", "area", "theme")
-
-
-def expand_query(query: str) -> str:
-    """The query with glossary expansions appended, and abbreviations for expansions it spells out.
-
-    >>> expand_query("What's the UCR standard?")
-    "What's the UCR standard? urgent community response"
-    >>> expand_query("the objective on talking therapies")
-    'the objective on talking therapies iapt'
-    """
-    words = {w.lower() for w in re.findall(_TOKEN, query)}
-    extra = [GLOSSARY[w] for w in GLOSSARY if w in words]
-    lowered = f" {' '.join(re.findall(_TOKEN, query.lower()))} "
-    extra += [w for w, phrase in _SPELLED_OUT.items() if w not in words and f" {phrase} " in lowered]
-    return f"{query} {' '.join(extra)}" if extra else query
 
 
 @dataclass(frozen=True)
@@ -91,41 +32,6 @@ class Hit:
     fused: float
     dense: float
     bm25: float
-
-
-_STEMMER: Any = None
-# Words that shape a question but say nothing of its topic.
-_QUESTION_WORDS = set(
-    "what whats which who whom when where why how does do did is are was were should would could can will "
-    "me us we our you your i tell say says said mentioned mention about any there this that these those "
-    "s its it's much many".split()
-)
-
-
-def _stem(word: str) -> str:
-    global _STEMMER
-    if _STEMMER is None:
-        import Stemmer
-
-        _STEMMER = Stemmer.Stemmer("english")
-    return str(_STEMMER.stemWord(word))
-
-
-@functools.cache
-def _stopwords() -> frozenset[str]:
-    import bm25s.stopwords
-
-    return frozenset(bm25s.stopwords.STOPWORDS_EN) | _QUESTION_WORDS
-
-
-def _content_words(text: str) -> list[str]:
-    stop = _stopwords()
-    return [_stem(w) for w in re.findall(r"[a-z0-9&]+", text.lower()) if w not in stop]
-
-
-def stems(text: str) -> list[str]:
-    """Stemmed content words (stopwords dropped), as BM25 and quote selection see them."""
-    return [w for w in _content_words(text) if not w.isdigit()]
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
@@ -145,7 +51,7 @@ class _Tokenizer:
         import bm25s
 
         return bm25s.tokenize(
-            list(texts), token_pattern=_TOKEN, stopwords="en", stemmer=self.stemmer, show_progress=False
+            list(texts), token_pattern=TOKEN, stopwords="en", stemmer=self.stemmer, show_progress=False
         )
 
 
@@ -186,14 +92,12 @@ class HybridRetriever(BaseRetriever):
     sparse: Sparse
     k: int = 5
     fetch_k: int = 40
-    # (dense, BM25) weights and the RRF constant, calibrated on eval/qa (objectives + pdf sets):
-    # BM25 matters more on these documents, whose figures and abbreviations embed poorly.
+    # (dense, BM25) weights and the RRF constant; the chain passes the evidence policy's fitted ones.
     weights: tuple[float, float] = (0.3, 0.7)
     rrf_c: int = 10
     fusion: Any = None
     columns: dict[str, np.ndarray] = {}
     source_pairs: dict[str, set[tuple[str, str]]] = {}
-    doc_freq: dict[str, int] = {}
 
     @classmethod
     def from_index(cls, index: Index, k: int = 5, **kwargs: Any) -> HybridRetriever:
@@ -208,10 +112,7 @@ class HybridRetriever(BaseRetriever):
         pairs = {src: set(_pairs(re.sub(r"\.[a-z0-9]+$", "", src, flags=re.I))) for src in sources}
         wanted = set().union(*pairs.values()) if pairs else set()
         used_in: dict[tuple[str, str], set[str]] = {}
-        doc_freq: dict[str, int] = {}
         for chunk in index.chunks:
-            for stem in set(stems(chunk.page_content)):
-                doc_freq[stem] = doc_freq.get(stem, 0) + 1
             for pair in wanted.intersection(_pairs(chunk.page_content)):
                 used_in.setdefault(pair, set()).add(str(chunk.metadata.get("source")))
         retriever = cls(
@@ -221,7 +122,6 @@ class HybridRetriever(BaseRetriever):
             columns=columns,
             # A pair of name words names a document only if no other document's text uses it.
             source_pairs={src: {q for q in p if used_in.get(q, set()) <= {src}} for src, p in pairs.items()},
-            doc_freq=doc_freq,
             **kwargs,
         )
         # Only its weighted_reciprocal_rank is used: our two sides take filters, which EnsembleRetriever
@@ -240,14 +140,10 @@ class HybridRetriever(BaseRetriever):
         asked = set(_pairs(query))
         named = [src for src, pairs in self.source_pairs.items() if pairs & asked]
         # Years in file names ("2023-24") date documents, not passages: they never rank chunks.
-        drop = {w for src in self.source_pairs for w in _content_words(src) if w.isdigit()}
+        drop = {w for src in self.source_pairs for w in re.findall(r"\d+", src)}
         drop |= {w for src in named for pair in self.source_pairs[src] & asked for w in pair}
-        kept = [w for w in re.findall(_TOKEN, query) if _stem(w.lower()) not in drop]
+        kept = [w for w in re.findall(TOKEN, query) if stem(w.lower()) not in drop]
         return named, " ".join(kept)
-
-    def term_weight(self, stem: str) -> float:
-        """Inverse document frequency of a stem over the chunks (rare words weigh more)."""
-        return math.log(1 + len(self.index.chunks) / (1 + self.doc_freq.get(stem, 0)))
 
     def allowed(self, filters: Mapping[str, Sequence[str]] | None) -> np.ndarray | None:
         """Positions of the chunks that pass `filters` ({"source": [...], "area": [...], "theme": [...]})."""
@@ -266,8 +162,10 @@ class HybridRetriever(BaseRetriever):
         filters: Mapping[str, Sequence[str]] | None = None,
         keywords: str | None = None,
         lead: Collection[int] = (),
+        vector: np.ndarray | None = None,
     ) -> list[Hit]:
-        """Fused top-k hits: `query` for the dense side, `keywords` (default: the query) for BM25.
+        """Fused top-k hits: `query` for the dense side, `keywords` (default: the query) for BM25; both
+        as given (the question parse has already added glossary expansions).
 
         One of the `lead` positions (passages the question names exactly, "Recommendation 1") that
         passes the filters goes first: the best ranked of them, else the first in the index.
@@ -275,9 +173,9 @@ class HybridRetriever(BaseRetriever):
         k = k or self.k
         mask = self.allowed(filters)
         allowed = None if mask is None else np.flatnonzero(mask)
-        vector = self.index.embed_query(expand_query(query))
+        vector = self.index.embed_query(query) if vector is None else vector
         dense = self.index.search(vector, self.fetch_k, allowed)
-        sparse = self.sparse.search(expand_query(keywords or query), self.fetch_k, mask)
+        sparse = self.sparse.search(keywords or query, self.fetch_k, mask)
         dense_score = dict(dense)
         sparse_score = dict(sparse)
         lists = [[self._doc(i) for i, _ in dense], [self._doc(i) for i, _ in sparse]]

@@ -1,6 +1,6 @@
 """Build, save and load the index: FAISS vectors + a JSON docstore + manifest.json. No pickle anywhere.
 
-    report = build_index([Path("corpus")], settings)        # incremental: unchanged files embed nothing
+    report = build_index([Path("corpus")], settings)        # adds and updates; unchanged files embed nothing
     index = load_index(settings)                            # checks the manifest against the settings
     hits = index.search(index.embed_query("A&E 4-hour target"), k=5)
 
@@ -8,9 +8,13 @@ Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
     manifest.json          model, runtime and model-file hash, dimension, chunking, per-file sha256,
                            version, build time, build folder
     targets.json           the targets register (every table row, see chunking.Target)
-    builds/<id>/           index.faiss, vectors.npy, docstore.json, targets.json of one build
+    builds/<id>/           index.faiss, vectors.npy, units.npy, docstore.json, targets.json of one build
+    .ingest.lock           held by the one ingest that may write (filelock)
 A build is written aside and made current by atomically replacing manifest.json, so a crash at any
-point leaves the previous index loadable.
+point leaves the previous index loadable. Ingests take the lock for their whole run, so a second one
+starts from the first one's result instead of overwriting it; readers take no lock.
+Each chunk's metadata lists its quotable units (sentences, table rows) as spans; units.npy holds one
+vector per unit in chunk order, so the answer step can compare a question with each sentence.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,13 +41,20 @@ from assistant import __version__
 from assistant.chunking import CHUNKER_VERSION, chunk_documents, targets_to_json
 from assistant.config import EMBEDDING_RUNTIMES, Settings
 from assistant.embeddings import describe, load_embeddings
-from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
-from assistant.loaders import Skipped, file_sha256, find_files, load_file
+from assistant.errors import (
+    AssistantError,
+    DocumentError,
+    IndexBusyError,
+    IndexMismatchError,
+    IndexMissingError,
+)
+from assistant.loaders import Skipped, check_file, file_sha256, find_files, load_file
+from assistant.passages import Furniture, Unit, units
 
 # langchain-community is sunset upstream (pinned in pyproject); its FAISS store is what we use.
 warnings.filterwarnings("ignore", message=".*langchain-community.*", category=DeprecationWarning)
 
-FORMAT = 1
+FORMAT = 2  # 2: quotable units and their vectors
 # Measured by `nhs-assistant bench` (docs/PERFORMANCE.md): exact search costs ~0.11-0.15 ms per 1,000
 # vectors per query on one core, so above ~30k chunks it would eat the budget left after the ~20 ms query
 # embedding. Above that: IVF. At 1M chunks IndexIVFFlat(nlist=4000) at nprobe 64 measured p50 7.1 ms,
@@ -54,6 +66,9 @@ IVF_TRAIN_PER_LIST = 64  # training sample: 64 vectors per list (seeded), enough
 # With a filter, IVF can miss allowed chunks outside the probed lists; up to this many allowed chunks
 # we rank them exactly instead, so a selective filter still returns k results.
 FILTER_EXACT_MAX = 50_000
+# How many times a reader re-reads the manifest when the build it named was replaced while it read.
+LOAD_ATTEMPTS = 3
+LOCK_NAME = ".ingest.lock"
 
 Progress = Callable[[str, int, int], None]
 
@@ -66,8 +81,11 @@ class IngestReport:
     pages: int = 0
     chunks: int = 0
     embedded: int = 0
+    embedded_units: int = 0  # sentences and table rows embedded on their own (see passages.units)
     reused_files: int = 0
     removed_files: int = 0
+    # Indexed earlier, not found in this run's paths, and kept because the run was not a --prune.
+    kept_files: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
     skipped: list[Skipped] = field(default_factory=list)
@@ -87,6 +105,23 @@ class Index:
     targets: list[dict[str, Any]]
     manifest: dict[str, Any]
     embeddings: Embeddings
+    unit_vectors: np.ndarray | None = None  # one row per unit, chunks in order
+
+    @functools.cached_property
+    def unit_rows(self) -> list[int]:
+        """The first row of each chunk's units in `unit_vectors` (and the total at the end)."""
+        return [int(n) for n in np.cumsum([0] + [len(c.metadata.get("units") or ()) for c in self.chunks])]
+
+    def units_of(self, position: int) -> tuple[list[Unit], np.ndarray | None]:
+        """A chunk's quotable units and their vectors (None when the index has none)."""
+        chunk = self.chunks[position]
+        found = [
+            Unit(chunk.page_content[a:b], a, row="r" in f, caption="c" in f)
+            for a, b, f in chunk.metadata.get("units") or ()
+        ]
+        if self.unit_vectors is None or not found:
+            return found, None
+        return found, self.unit_vectors[self.unit_rows[position] : self.unit_rows[position + 1]]
 
     @functools.cached_property
     def by_id(self) -> dict[str, Document]:
@@ -171,26 +206,11 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | No
 
 def load_index(settings: Settings, embeddings: Embeddings | None = None, model: str | None = None) -> Index:
     """Load the current build, after checking its manifest against the settings."""
-    faiss = _faiss()
     from langchain_community.docstore.in_memory import InMemoryDocstore
     from langchain_community.vectorstores import FAISS
     from langchain_community.vectorstores.utils import DistanceStrategy
 
-    manifest = read_manifest(settings.index_dir)
-    if manifest is None:
-        raise IndexMissingError(f"No index in {settings.index_dir}/ - run `nhs-assistant ingest`.")
-    check_manifest(manifest, settings, model)
-    build = settings.index_dir / "builds" / manifest["build"]
-    try:
-        faiss_index = faiss.read_index(str(build / "index.faiss"))
-        if isinstance(faiss_index, faiss.IndexIVF) and faiss_index.direct_map.type == faiss.DirectMap.NoMap:
-            faiss_index.make_direct_map()
-        records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
-        targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
-    except (OSError, RuntimeError, ValueError) as err:
-        raise IndexMissingError(
-            f"The index build in {build} is damaged ({type(err).__name__}); run `nhs-assistant ingest`."
-        ) from None
+    manifest, faiss_index, records, targets, unit_vectors = _read_current(settings, model)
     chunks = [Document(page_content=r["page_content"], metadata=r["metadata"], id=r["id"]) for r in records]
     if embeddings is None:
         embeddings = load_embeddings(settings)
@@ -201,7 +221,41 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
         index_to_docstore_id={i: str(c.id) for i, c in enumerate(chunks)},
         distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
     )
-    return Index(chunks, vectorstore, targets, manifest, embeddings)
+    return Index(chunks, vectorstore, targets, manifest, embeddings, unit_vectors)
+
+
+def _read_current(
+    settings: Settings, model: str | None
+) -> tuple[dict[str, Any], Any, list[Any], list[Any], np.ndarray]:
+    """The manifest, FAISS index, docstore records, register and unit vectors of the current build."""
+    faiss = _faiss()
+    for attempt in range(LOAD_ATTEMPTS):
+        manifest = read_manifest(settings.index_dir)
+        if manifest is None:
+            raise IndexMissingError(f"No index in {settings.index_dir}/ - run `nhs-assistant ingest`.")
+        check_manifest(manifest, settings, model)
+        build = settings.index_dir / "builds" / manifest["build"]
+        try:
+            faiss_index = faiss.read_index(str(build / "index.faiss"))
+            if (
+                isinstance(faiss_index, faiss.IndexIVF)
+                and faiss_index.direct_map.type == faiss.DirectMap.NoMap
+            ):
+                faiss_index.make_direct_map()
+            records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
+            targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
+            unit_vectors = np.load(build / "units.npy", allow_pickle=False)
+            return manifest, faiss_index, records, targets, unit_vectors
+        except (OSError, RuntimeError, ValueError) as err:
+            # An ingest that finished while this read went on removes the build it replaced: read the
+            # new one. Only a build the manifest still names is damaged.
+            latest = read_manifest(settings.index_dir) or {}
+            if latest.get("build") != manifest["build"] and attempt + 1 < LOAD_ATTEMPTS:
+                continue
+            raise IndexMissingError(
+                f"The index build in {build} is damaged ({type(err).__name__}); run `nhs-assistant ingest`."
+            ) from None
+    raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
 
 
 def make_faiss_index(vectors: np.ndarray, exact_max: int) -> tuple[Any, str]:
@@ -234,55 +288,108 @@ def build_index(
     progress: Progress | None = None,
     model: str | None = None,
     fail_after_write: Callable[[], None] | None = None,
+    *,
+    prune: bool = False,
+    remove: Collection[str] = (),
+    wait: bool = True,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Index exactly the files below `paths`, reusing unchanged files' chunks and vectors.
+    """Add and update the files below `paths`, reusing unchanged files' chunks and vectors.
 
-    Raises AssistantError when no file could be indexed (the previous index stays as it was).
+    Files indexed earlier and not found below `paths` stay in the index unless `prune` is set or they
+    are named in `remove` (the file names of documents taken out of the corpus on purpose). One
+    ingest writes at a time: a second one waits for the first (telling `on_wait`), or with `wait=False`
+    raises IndexBusyError. A file that cannot be read is skipped with its reason; AssistantError is
+    raised only when nothing below `paths` could be indexed (the previous index stays as it was).
     `fail_after_write` is a test hook called after the new build is written and before it is made current.
     """
+    with writer_lock(settings.index_dir, wait, on_wait):
+        return _build(
+            [Path(p) for p in paths], settings, embeddings, progress, model, fail_after_write, prune, remove
+        )
+
+
+@contextmanager
+def writer_lock(
+    index_dir: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the index folder's writer lock (filelock: released by the OS if the holder dies)."""
+    from filelock import FileLock, Timeout
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(index_dir / LOCK_NAME)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            raise IndexBusyError(
+                f"Another ingest is writing {index_dir}/ now; wait for it to finish, or run without --no-wait "
+                "to queue behind it."
+            ) from None
+        if on_wait:
+            on_wait(f"Another ingest is writing {index_dir}/; waiting for it to finish…")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build(
+    inputs: list[Path],
+    settings: Settings,
+    embeddings: Embeddings | None,
+    progress: Progress | None,
+    model: str | None,
+    fail_after_write: Callable[[], None] | None,
+    prune: bool,
+    remove: Collection[str],
+) -> IngestReport:
     started = time.perf_counter()
     model = model or settings.embedding_model
     report = IngestReport()
     old = _previous(settings, model)
-    inputs = [Path(p) for p in paths]
-    files = find_files(inputs)
+    files, report.skipped = find_files(inputs)
     chunks: list[Document] = []
     vectors: list[np.ndarray] = []
+    unit_vectors: dict[str, np.ndarray] = {}  # chunk id -> its units' vectors, when reused
     targets: list[dict[str, Any]] = []
     file_meta: dict[str, dict[str, Any]] = {}
     to_embed: list[Document] = []
-    seen_sources: set[str] = set()
+    found = {path.name for path in files} | {s.path.name for s in report.skipped}
+
+    def reuse(name: str) -> None:
+        assert old is not None
+        positions = old.by_source.get(name, [])
+        chunks.extend(old.chunks[i] for i in positions)
+        vectors.extend(old.vectors[i] for i in positions)
+        unit_vectors.update({old.chunks[i].metadata["chunk_id"]: old.units_of(i) for i in positions})
+        targets.extend(t for t in old.targets if t["source"] == name)
+        file_meta[name] = old.files[name]
+        report.pages += old.files[name].get("pages", 0)
+
     for n, path in enumerate(files, start=1):
         if progress:
             progress(f"reading {path.name}", n, len(files))
-        if path.name in seen_sources:
+        if path.name in file_meta:
             report.skipped.append(
                 Skipped(path, "a file with the same name is already indexed; rename one of them")
             )
             continue
-        try:
-            sha = file_sha256(path) if path.is_file() and path.suffix else ""
-        except OSError as err:
-            report.skipped.append(Skipped(path, f"cannot read file ({err.strerror})"))
-            continue
         previous = old.files.get(path.name) if old else None
-        if old and previous and previous["sha256"] == sha:
-            positions = old.by_source.get(path.name, [])
-            chunks += [old.chunks[i] for i in positions]
-            vectors += [old.vectors[i] for i in positions]
-            targets += [t for t in old.targets if t["source"] == path.name]
-            file_meta[path.name] = previous
-            report.reused_files += 1
-            report.pages += previous.get("pages", 0)
-            seen_sources.add(path.name)
-            continue
         try:
-            docs = load_file(path, max_bytes=settings.max_upload_mb * 2**20)
-        except AssistantError as err:
-            report.skipped.append(Skipped(path, str(getattr(err, "reason", err))))
+            check_file(path, settings.max_upload_mb * 2**20)  # by its size, before any of it is read
+            sha = file_sha256(path)
+            if old and previous and previous["sha256"] == sha:
+                reuse(path.name)
+                report.reused_files += 1
+                continue
+            docs = load_file(path)
+            file_chunks, file_targets = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
+            _mark_units(file_chunks)
+        except Exception as err:  # noqa: BLE001 - whatever one file does, the run goes on without it
+            report.skipped.append(Skipped(path, _reason(err) + (_KEPT if previous else "")))
             continue
-        file_chunks, file_targets = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
-        seen_sources.add(path.name)
         file_meta[path.name] = {
             "sha256": sha,
             "pages": len(docs),
@@ -292,62 +399,125 @@ def build_index(
         report.pages += len(docs)
         targets += targets_to_json(file_targets)
         for chunk in file_chunks:
-            reuse = old.position.get(chunk.metadata["chunk_id"]) if old else None
+            position = old.position.get(chunk.metadata["chunk_id"]) if old else None
             chunks.append(chunk)
-            if reuse is not None:
-                vectors.append(old.vectors[reuse])  # type: ignore[union-attr]
+            if (
+                old
+                and position is not None
+                and old.chunks[position].metadata.get("units") == chunk.metadata["units"]
+            ):
+                vectors.append(old.vectors[position])
+                unit_vectors[chunk.metadata["chunk_id"]] = old.units_of(position)
             else:
                 vectors.append(np.empty(0, dtype="float32"))
                 to_embed.append(chunk)
-    report.files = len(file_meta)
-    report.removed_files = len(set(old.files) - set(file_meta)) if old else 0
-    if not chunks:
+    if not file_meta:
         reasons = "; ".join(str(s) for s in report.skipped) or "no supported files found"
         raise AssistantError(
             f"Nothing was indexed ({reasons}); add PDF, DOCX, TXT, MD or HTML files and retry."
         )
-    if to_embed or old is None or report.removed_files or len(chunks) != len(old.chunks):
+    for name in old.files if old else {}:
+        if name in file_meta:
+            continue
+        if name in found:  # found but unreadable this time: its earlier version stays (see _KEPT)
+            reuse(name)
+        elif prune or name in remove:
+            report.removed_files += 1
+        else:
+            reuse(name)
+            report.kept_files += 1
+    report.files = len(file_meta)
+    earlier = [] if prune or old is None else list(old.manifest.get("inputs", []))
+    recorded = list(dict.fromkeys(earlier + [str(p) for p in inputs]))
+    changed = (
+        old is None
+        or bool(to_embed)
+        or file_meta != old.files
+        or [c.metadata["chunk_id"] for c in chunks] != [c.metadata["chunk_id"] for c in old.chunks]
+    )
+    if changed:
         if embeddings is None:
             embeddings = load_embeddings(settings, model)
         t0 = time.perf_counter()
-        fresh = _embed(embeddings, to_embed, progress)
+        fresh = _embed(embeddings, [c.page_content for c in to_embed], progress, "embedding")
+        new_units = [c for c in chunks if c.metadata["chunk_id"] not in unit_vectors]
+        unit_texts = [_unit_text(c, a, b) for c in new_units for a, b, _ in c.metadata["units"]]
+        fresh_units = iter(_embed(embeddings, unit_texts, progress, "embedding sentences"))
+        dimension = len(fresh[0]) if fresh else vectors[0].size
+        for c in new_units:
+            rows = [next(fresh_units) for _ in c.metadata["units"]]
+            unit_vectors[c.metadata["chunk_id"]] = np.array(rows, dtype="float32").reshape(-1, dimension)
         report.embed_seconds = time.perf_counter() - t0
         report.embedded = len(to_embed)
+        report.embedded_units = len(unit_texts)
         slot = iter(fresh)
         vectors = [v if v.size else next(slot) for v in vectors]
         matrix = np.vstack(vectors).astype("float32")
+        unit_matrix = np.vstack([unit_vectors[c.metadata["chunk_id"]] for c in chunks]).astype("float32")
         report.index_type = _write_build(
             settings,
             {"embedding_model": model, **describe(embeddings, settings.embedding_runtime)},
             chunks,
             matrix,
+            unit_matrix,
             targets,
             file_meta,
-            [str(p) for p in inputs],
+            recorded,
             fail_after_write,
         )
     else:
+        assert old is not None
         report.index_type = old.manifest.get("index_type", "")
     report.chunks = len(chunks)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _embed(embeddings: Embeddings, chunks: list[Document], progress: Progress | None) -> list[np.ndarray]:
-    """Vectors of `chunks` in their order, embedded longest first in calls of 256 (progress between calls)."""
+_KEPT = " (the version indexed earlier is kept)"
+
+
+def _reason(err: Exception) -> str:
+    """Why one file was not indexed, as the Skipped line says it."""
+    if isinstance(err, DocumentError):
+        return err.reason
+    if isinstance(err, OSError):
+        return f"cannot read file ({err.strerror or type(err).__name__})"
+    return f"could not be split into passages ({type(err).__name__}); re-save it as plain text"
+
+
+def _mark_units(chunks: list[Document]) -> None:
+    """Record each chunk's quotable units as [start, end, flags] spans ("r" a table row, "c" a caption),
+    with the file's running headers and footers (computed over all its pages) set aside."""
+    furniture = Furniture.from_chunks(chunks)
+    for chunk in chunks:
+        chunk.metadata["units"] = [
+            [u.start, u.start + len(u.text), ("r" if u.row else "") + ("c" if u.caption else "")]
+            for u in units(chunk, furniture)
+        ]
+
+
+def _unit_text(chunk: Document, start: int, end: int) -> str:
+    """What a unit is embedded as: its section (or area, or document title) for context, then its words."""
+    where = chunk.metadata.get("section") or chunk.metadata.get("area") or chunk.metadata.get("title") or ""
+    words = " ".join(chunk.page_content[start:end].split())
+    return f"{where}: {words}" if where else words
+
+
+def _embed(
+    embeddings: Embeddings, texts: list[str], progress: Progress | None, label: str
+) -> list[np.ndarray]:
+    """Vectors of `texts` in their order, embedded longest first in calls of 256 (progress between calls)."""
     # Sorted across the whole ingest, not per call, so each call's batches are of one length and pad little.
-    order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].page_content))
-    out: list[np.ndarray] = [np.empty(0, dtype="float32")] * len(chunks)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: list[np.ndarray] = [np.empty(0, dtype="float32")] * len(texts)
     step = 256
     for start in range(0, len(order), step):
         part = order[start : start + step]
-        vectors = np.asarray(
-            embeddings.embed_documents([chunks[i].page_content for i in part]), dtype="float32"
-        )
+        vectors = np.asarray(embeddings.embed_documents([texts[i] for i in part]), dtype="float32")
         for i, vector in zip(part, vectors, strict=True):
             out[i] = vector
         if progress:
-            progress("embedding", min(start + step, len(chunks)), len(chunks))
+            progress(label, min(start + step, len(texts)), len(texts))
     return out
 
 
@@ -360,6 +530,15 @@ class _Previous:
     targets: list[dict[str, Any]]
     position: dict[str, int]
     by_source: dict[str, list[int]]
+    unit_vectors: np.ndarray
+
+    @functools.cached_property
+    def unit_rows(self) -> list[int]:
+        return [int(n) for n in np.cumsum([0] + [len(c.metadata.get("units") or ()) for c in self.chunks])]
+
+    def units_of(self, position: int) -> np.ndarray:
+        """The vectors of the units of the chunk at `position`."""
+        return np.asarray(self.unit_vectors[self.unit_rows[position] : self.unit_rows[position + 1]])
 
 
 def _previous(settings: Settings, model: str) -> _Previous | None:
@@ -372,6 +551,7 @@ def _previous(settings: Settings, model: str) -> _Previous | None:
         build = settings.index_dir / "builds" / manifest["build"]
         records = json.loads((build / "docstore.json").read_text(encoding="utf-8"))
         vectors = np.load(build / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        unit_vectors = np.load(build / "units.npy", mmap_mode="r", allow_pickle=False)
         targets = json.loads((build / "targets.json").read_text(encoding="utf-8"))
     except (AssistantError, OSError, ValueError, KeyError):
         return None
@@ -387,6 +567,7 @@ def _previous(settings: Settings, model: str) -> _Previous | None:
         targets,
         {c.metadata["chunk_id"]: i for i, c in enumerate(chunks)},
         by_source,
+        unit_vectors,
     )
 
 
@@ -403,6 +584,7 @@ def _write_build(
     embedding: dict[str, Any],
     chunks: list[Document],
     vectors: np.ndarray,
+    unit_vectors: np.ndarray,
     targets: list[dict[str, Any]],
     files: dict[str, dict[str, Any]],
     inputs: list[str],
@@ -417,6 +599,7 @@ def _write_build(
     faiss_index, kind = make_faiss_index(vectors, settings.exact_index_max)
     faiss.write_index(faiss_index, str(build / "index.faiss"))
     np.save(build / "vectors.npy", vectors, allow_pickle=False)
+    np.save(build / "units.npy", unit_vectors, allow_pickle=False)
     records = [{"id": c.id, "page_content": c.page_content, "metadata": c.metadata} for c in chunks]
     (build / "docstore.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
     (build / "targets.json").write_text(json.dumps(targets, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -43,3 +48,50 @@ def index_env(
         }
 
     return make
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the OS picks it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_api(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
+    """A real `nhs-assistant serve` on a free loopback port, its base URL yielded once /health is 200."""
+    import httpx
+
+    port = free_port()
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "assistant", "serve", "--port", str(port), *args],
+            env=full,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300  # the model load is slow on a busy 2-core machine
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"the server exited ({proc.returncode}):\n{log.read_text()}")
+                try:
+                    if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the server was not ready in 300 s:\n{log.read_text()}")
+                time.sleep(0.3)
+            yield base
+        finally:
+            proc.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            proc.kill()  # nothing happens if it has exited
+            proc.wait()

@@ -92,3 +92,60 @@ def test_browser_asks_and_sees_a_cited_answer(
     finally:
         stop_app(server, log)
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+@pytest.mark.e2e
+def test_no_request_leaves_the_page_for_links_and_images_in_a_document(
+    index_env: Callable[[str], dict[str, str]], tmp_path: Path
+) -> None:
+    # issue 12 finding 5: `![x](http://host/p)` in a document made every viewer's browser fetch the URL
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed; run `make browser`")
+    from playwright.sync_api import expect, sync_playwright
+
+    from assistant.config import Settings
+    from assistant.store import build_index
+
+    env = index_env("e2e-links")
+    corpus = Path(env["ASSISTANT_CORPUS_DIR"])
+    shutil.copy(ROOT / "tests" / "fixtures" / "image-link.md", corpus / "image-link.md")
+    settings = Settings(index_dir=Path(env["ASSISTANT_INDEX_DIR"]), corpus_dir=corpus)
+    build_index([corpus], settings)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "streamlit.log").open("wb")
+    server = start_app(port, os.environ | env | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, log)
+    requested: list[str] = []
+    try:
+        wait_healthy(url, server, timeout=90)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.on("request", lambda request: requested.append(request.url))
+                page.goto(url)
+                chat = page.get_by_test_id("stChatInputTextArea")
+                chat.wait_for(timeout=120_000)
+                for n, question in enumerate(
+                    [
+                        "How many community beds will the Riverside ward open?",  # answered: quote and title
+                        "What is the Riverside budget for helicopters?",  # refused: closest topics
+                    ]
+                ):
+                    chat.fill(question)
+                    chat.press("Enter")
+                    reply = page.get_by_test_id("stChatMessage").nth(2 * n + 1)
+                    expect(reply).to_contain_text("![", timeout=60_000)  # shown as the characters it is
+                    expect(reply).to_contain_text("://example.invalid/")
+                    expect(reply.locator("img")).to_have_count(0)
+                    expect(reply.locator("a[href*='example.invalid']")).to_have_count(0)
+                page.get_by_test_id("stExpander").first.click()  # the source text, opened as well
+                page.wait_for_timeout(1000)
+                expect(page.locator("img[src*='example.invalid']")).to_have_count(0)
+            finally:
+                browser.close()
+    finally:
+        stop_app(server, log)
+    away = [r for r in requested if not r.startswith((url, "data:"))]
+    assert requested and not away, away

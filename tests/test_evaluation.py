@@ -80,7 +80,7 @@ def test_bad_line_is_named_and_nothing_runs(tmp_path: Path, second_line: str, me
     out_dir = tmp_path / "out"
     asked: list[str] = []
     with pytest.raises(QAFileError) as err:
-        evaluate(load_qa(path), lambda q: asked.append(q) or Answer(q, "", True), out_dir=out_dir)
+        evaluate(load_qa(path), lambda q, h: asked.append(q) or Answer(q, "", True), out_dir=out_dir)
     assert str(err.value).startswith(message)
     assert asked == []
     assert not out_dir.exists()
@@ -102,7 +102,7 @@ def test_missing_file(tmp_path: Path) -> None:
         load_qa(tmp_path / "nope.jsonl")
 
 
-def _ours(question: str) -> Answer:
+def _ours(question: str, history: list[dict[str, str]] | None = None) -> Answer:
     if "2030" in question:
         return Answer(question, "The planning documents don't cover this.", True, timings_ms={"total": 5.0})
     return Answer(
@@ -142,8 +142,9 @@ def test_run_writes_report_results_and_html(tmp_path: Path) -> None:
         progress=lambda i, n: seen.append((i, n)),
         qa_file=path.name,
     )
-    assert set(report) == {"metrics", "baseline", "per_tag", "n"}
+    assert set(report) == {"metrics", "baseline", "per_tag", "baseline_per_tag", "n"}
     assert set(report["metrics"]) == set(METRIC_KEYS) == set(report["baseline"])
+    assert report["per_tag"]["uec"]["n"] == 1 and report["baseline_per_tag"]["uec"]["answer_accuracy"] == 0.0
     assert report["n"] == 2
     assert seen == [(1, 2), (2, 2)]
     ours, naive = report["metrics"], report["baseline"]
@@ -166,6 +167,7 @@ def test_run_writes_report_results_and_html(tmp_path: Path) -> None:
     page = (out_dir / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') + page.count("src='data:image/png;base64,") == 3
     assert "http" not in page  # opens offline: nothing fetched
+    assert "<h2>By tag</h2>" in page and "<td>uec</td><td class='num'>1</td>" in page
 
 
 def test_run_without_baseline_or_out_dir() -> None:
@@ -193,3 +195,24 @@ def test_failing_report_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(OSError):
         evaluate([QAItem(**GOOD)], _ours, out_dir=tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_conversation_items_pass_their_history_to_the_assistant(tmp_path: Path) -> None:
+    turn = [{"role": "user", "content": "What is the A&E 4-hour target?"}]
+    path = _write(tmp_path, json.dumps(GOOD | {"question": "and by when?", "history": turn}))
+    seen: list[tuple[str, object]] = []
+
+    def ask(question: str, history: list[dict[str, str]] | None) -> Answer:
+        seen.append((question, history))
+        return _ours(question)
+
+    report = evaluate(load_qa(path), ask, out_dir=tmp_path / "out")
+    assert seen == [("and by when?", turn)] and report["n"] == 1
+    row = json.loads((tmp_path / "out" / "results.jsonl").read_text().splitlines()[0])
+    assert row["history"] == turn
+
+
+def test_bad_history_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, json.dumps(GOOD | {"history": [{"role": "bot", "content": "hi"}]}))
+    with pytest.raises(QAFileError, match="qa.jsonl line 1: field 'history' must be a list of"):
+        load_qa(path)

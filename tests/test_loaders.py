@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,68 @@ def test_text_title_is_the_line_the_file_is_named_after() -> None:
     assert plan.metadata["title"] == "Our Breakdown of the NHS Business Plan 2023/24"
     (objectives,) = load_file(root / "nhs-national-objectives-2023-24.txt")
     assert objectives.metadata["title"] == "National NHS objectives 2023/24"
+
+
+def _docx_with_broken_xml(path: Path) -> Path:
+    """tables.docx with its word/document.xml cut in half (a zip that opens, XML that does not parse)."""
+    import zipfile
+
+    with zipfile.ZipFile(FIXTURES / "tables.docx") as good, zipfile.ZipFile(path, "w") as bad:
+        for item in good.infolist():
+            data = good.read(item)
+            bad.writestr(item, data[: len(data) // 2] if item.filename == "word/document.xml" else data)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "broken document.xml"])
+def test_malformed_docx_is_a_document_error_not_a_crash(tmp_path: Path, kind: str) -> None:
+    # issue 12 finding 1: PackageNotFoundError / XMLSyntaxError escaped and stopped the whole ingest
+    if kind == "random bytes":
+        path = tmp_path / "random.docx"
+        path.write_bytes(bytes(range(256)) * 40)
+    else:
+        path = _docx_with_broken_xml(tmp_path / "broken.docx")
+    with pytest.raises(DocumentError) as caught:
+        load_file(path)
+    assert str(caught.value).startswith(path.name) and "corrupt DOCX" in caught.value.reason
+
+
+def test_symbolic_links_below_a_folder_are_skipped_not_followed(tmp_path: Path) -> None:
+    # issue 12 finding 3: `notes.txt -> /etc/passwd` in the corpus was indexed
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "plan.txt").write_text("Plan\n\nOpen 12 beds.\n")
+    (corpus / "notes.txt").symlink_to(secret)
+    (corpus / "linked-folder").symlink_to(secret.parent, target_is_directory=True)
+    docs, skipped = load_corpus([corpus])
+    assert [d.metadata["source"] for d in docs] == ["plan.txt"]
+    assert not any("root:x" in d.page_content for d in docs)
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert set(reasons) == {"notes.txt", "linked-folder"}
+    assert all("symbolic link" in r and "not followed" in r for r in reasons.values())
+
+
+def test_a_pipe_named_like_a_document_is_refused_without_reading_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "notes.txt")  # opening it to read would wait for a writer forever
+    with pytest.raises(DocumentError, match="not a regular file"):
+        load_file(tmp_path / "notes.txt")
+
+
+def test_hidden_folders_are_not_scanned(tmp_path: Path) -> None:
+    (tmp_path / ".trash" / "x").mkdir(parents=True)
+    (tmp_path / ".trash" / "x" / "removed.txt").write_text("Removed\n\nA removed document.\n")
+    (tmp_path / "kept.txt").write_text("Kept\n\nA kept document.\n")
+    docs, skipped = load_corpus([tmp_path])
+    assert [d.metadata["source"] for d in docs] == ["kept.txt"] and not skipped
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".md", ".html"])
+def test_nul_bytes_anywhere_in_text_are_stripped(tmp_path: Path, suffix: str) -> None:
+    # issue 12 finding 9: the binary check reads 8 KB, so NULs after it reached the chunks
+    path = tmp_path / f"late-nul{suffix}"
+    path.write_bytes(b"Plan\n\n" + b"Open beds. " * 1000 + b"Target\x00 of 76%\x00.\n")
+    (doc,) = load_file(path)
+    assert "\x00" not in doc.page_content and "Target of 76%." in doc.page_content

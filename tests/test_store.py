@@ -66,9 +66,13 @@ def test_second_ingest_embeds_nothing_and_changes_embed_only_that_file(tmp_path:
     (corpus / "extra.md").write_text("# Extra\n\nA new local target of 12,345 referrals.\n", encoding="utf-8")
     added = CountingEmbedding(size=64)
     report = _build(corpus, settings, added)
-    assert added.embedded == report.embedded == 1
+    assert (
+        report.embedded == 1 and added.embedded == 1 + report.embedded_units
+    )  # the chunk, then its sentences
     (corpus / "extra.md").unlink()
-    report = _build(corpus, settings)
+    report = _build(corpus, settings)  # adds and updates: a document gone from PATHS stays indexed
+    assert (report.kept_files, report.removed_files, report.files) == (1, 0, 3)
+    report = build_index([corpus], settings, embeddings=CountingEmbedding(size=64), model=FAKE, prune=True)
     assert report.removed_files == 1
     index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
     assert "extra.md" not in {c.metadata["source"] for c in index.chunks}
@@ -201,3 +205,118 @@ def test_large_index_is_ivf_and_filters_still_return_k(tmp_path: Path, corpus: P
     rows = np.array([i for i, c in enumerate(index.chunks) if c.metadata["area"] == "Mental health"])
     hits = index.search(vector, 5, allowed=rows)
     assert len(hits) == 5 and {i for i, _ in hits} <= set(rows.tolist())
+
+
+def test_ingest_adds_and_keeps_documents_not_in_paths_unless_pruned(tmp_path: Path, corpus: Path) -> None:
+    # issue 12 finding 10: `ingest new-folder/` removed every other document from the index
+    settings = Settings(index_dir=tmp_path / "index")
+    _build(corpus, settings)
+    new = tmp_path / "new-folder"
+    new.mkdir()
+    (new / "local.md").write_text("# Local plan\n\nOpen 14 community beds.\n", encoding="utf-8")
+    report = _build(new, settings)
+    assert (report.files, report.kept_files, report.removed_files) == (3, 2, 0)
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert {c.metadata["source"] for c in index.chunks} == {p.name for p in corpus.iterdir()} | {"local.md"}
+    assert index.manifest["inputs"] == [str(corpus), str(new)]
+    report = build_index([new], settings, embeddings=CountingEmbedding(size=64), model=FAKE, prune=True)
+    assert (report.files, report.removed_files) == (1, 2)
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert {c.metadata["source"] for c in index.chunks} == {"local.md"}
+
+
+def test_a_file_unreadable_now_keeps_its_earlier_version(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    (corpus / "local.md").write_text("# Local plan\n\nOpen 14 community beds.\n", encoding="utf-8")
+    _build(corpus, settings)
+    (corpus / "local.md").write_bytes(b"")
+    report = build_index([corpus], settings, embeddings=CountingEmbedding(size=64), model=FAKE, prune=True)
+    (skipped,) = report.skipped
+    assert skipped.path.name == "local.md" and "kept" in skipped.reason
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert any("14 community beds" in c.page_content for c in index.chunks)
+
+
+def test_named_documents_leave_the_index(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    _build(corpus, settings)
+    (corpus / "nhs-business-plan-2023-24-breakdown.txt").unlink()
+    report = build_index(
+        [corpus],
+        settings,
+        embeddings=CountingEmbedding(size=64),
+        model=FAKE,
+        remove=["nhs-business-plan-2023-24-breakdown.txt"],
+    )
+    assert (report.files, report.removed_files) == (1, 1)
+
+
+def test_size_limit_is_checked_before_the_file_is_read(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 12 finding 9: a file over the limit was hashed (read whole) before its size was checked
+    with (corpus / "huge.pdf").open("wb") as fh:  # sparse: 60 MB on paper, nothing written
+        fh.truncate(60 * 2**20)
+    real_open = Path.open
+
+    def guarded_open(self: Path, *args: object, **kwargs: object):  # noqa: ANN202
+        if self.name == "huge.pdf":
+            raise OSError(5, "read before its size was checked")  # injected fault: no read may happen
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+    report = _build(corpus, Settings(index_dir=tmp_path / "index", max_upload_mb=50))
+    (skipped,) = report.skipped
+    assert skipped.path.name == "huge.pdf" and "over the 50 MB limit" in skipped.reason
+    assert report.files == 2
+
+
+def test_a_second_writer_waits_or_fails_clearly(tmp_path: Path, corpus: Path) -> None:
+    from filelock import FileLock
+
+    from assistant.errors import IndexBusyError
+    from assistant.store import LOCK_NAME
+
+    settings = Settings(index_dir=tmp_path / "index")
+    settings.index_dir.mkdir()
+    with FileLock(settings.index_dir / LOCK_NAME):  # another ingest holds the index
+        with pytest.raises(IndexBusyError, match="Another ingest is writing .* without --no-wait"):
+            build_index([corpus], settings, embeddings=CountingEmbedding(size=64), model=FAKE, wait=False)
+    assert not (settings.index_dir / "manifest.json").exists()
+    waited: list[str] = []
+    report = build_index(
+        [corpus], settings, embeddings=CountingEmbedding(size=64), model=FAKE, on_wait=waited.append
+    )
+    assert report.files == 2 and not waited  # free again: no wait, no message
+
+
+def test_ingest_names_each_symbolic_link_it_skips(tmp_path: Path, corpus: Path) -> None:
+    # issue 12 finding 3: a link to /etc/passwd was indexed, and a refusal then quoted it as a topic
+    (corpus / "notes.txt").symlink_to("/etc/passwd")
+    settings = Settings(index_dir=tmp_path / "index")
+    report = _build(corpus, settings)
+    assert [(s.path.name, "symbolic link" in s.reason) for s in report.skipped] == [("notes.txt", True)]
+    index = load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert "notes.txt" not in index.manifest["files"]
+    assert not any("root:" in c.page_content or "root:" in c.metadata["title"] for c in index.chunks)
+
+
+def test_a_file_that_breaks_the_chunker_is_skipped_and_the_run_goes_on(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import assistant.store
+
+    real = assistant.store.chunk_documents
+
+    def failing(docs, *args):  # noqa: ANN001, ANN202 - injected fault for one file
+        if docs[0].metadata["source"] == "odd.md":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(docs, *args)
+
+    monkeypatch.setattr(assistant.store, "chunk_documents", failing)
+    (corpus / "odd.md").write_text("# Odd\n\nText.\n", encoding="utf-8")
+    report = _build(corpus, Settings(index_dir=tmp_path / "index"))
+    assert [str(s) for s in report.skipped] == [
+        "odd.md: could not be split into passages (RecursionError); re-save it as plain text"
+    ]
+    assert report.files == 2
