@@ -133,7 +133,10 @@ def _steps(
         "scale": scale_section,
         "app": app,
         "quality": lambda: quality.bench_quality(
-            settings, ingest.RUNTIMES_QUICK if quick else ingest.RUNTIMES_FULL, log
+            settings,
+            ingest.RUNTIMES_QUICK if quick else ingest.RUNTIMES_FULL,
+            log,
+            quality.QUICK_SETS if quick else (),
         ),
     }
 

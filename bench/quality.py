@@ -21,6 +21,7 @@ CORPORA = {
     "pdf.jsonl": ("eval/pdfs",),
 }
 DEFAULT_CORPUS = ("corpus", "eval/pdfs")
+QUICK_SETS = ("heldout.jsonl",)  # --quick: the smallest set, over the smallest corpus
 
 
 def score(qa: Path, runtime: str, settings: Settings, work: Path) -> dict[str, float]:
@@ -29,16 +30,24 @@ def score(qa: Path, runtime: str, settings: Settings, work: Path) -> dict[str, f
     from assistant.evaluation import evaluate, load_qa
     from assistant.store import build_index
 
-    run = settings.with_(index_dir=work / f"{qa.stem}-{runtime}", embedding_runtime=runtime)
-    build_index([ROOT / folder for folder in CORPORA.get(qa.name, DEFAULT_CORPUS)], run)
+    folders = CORPORA.get(qa.name, DEFAULT_CORPUS)
+    # One index per corpus and runtime: the sets asked over the same folders share it.
+    run = settings.with_(
+        index_dir=work / f"{'+'.join(folders).replace('/', '-')}-{runtime}", embedding_runtime=runtime
+    )
+    if not (run.index_dir / "manifest.json").exists():
+        build_index([ROOT / folder for folder in folders], run)
     chain = Chain(run)
     report = evaluate(load_qa(qa), ask=chain.ask)
     return {k: v for k, v in report["metrics"].items() if isinstance(v, float) and "latency" not in k}
 
 
-def bench_quality(settings: Settings, runtimes: tuple[str, ...], log: Log) -> dict[str, Any]:
-    """Metrics of every eval/qa set per runtime, and the largest change from the first runtime."""
-    sets = sorted((ROOT / "eval" / "qa").glob("*.jsonl"))
+def bench_quality(
+    settings: Settings, runtimes: tuple[str, ...], log: Log, only: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Metrics of every eval/qa set (or those named in `only`) per runtime, and the largest change from
+    the first runtime."""
+    sets = [qa for qa in sorted((ROOT / "eval" / "qa").glob("*.jsonl")) if not only or qa.name in only]
     out: dict[str, Any] = {"before": runtimes[0], "tolerance": TOLERANCE, "sets": {}}
     with tempfile.TemporaryDirectory(prefix="nhs-bench-quality-") as tmp:
         for qa in sets:
