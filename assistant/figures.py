@@ -184,7 +184,9 @@ def read(text: str) -> tuple[Figure, ...]:
 
 
 # "over the next 10 years": the horizon of a statement, not a figure it states
-_HORIZON = re.compile(r"\b(?:next|last|past|coming|over the next|in the next)\s+\d+\s+(?:years?|months?|decades?)\b", re.I)
+_HORIZON = re.compile(
+    r"\b(?:next|last|past|coming|over the next|in the next)\s+\d+\s+(?:years?|months?|decades?)\b", re.I
+)
 
 
 def _blank(text: str) -> str:
