@@ -3,9 +3,10 @@
     streamlit run app.py          # or `make run`
 
 Every answer, ingest and score comes from the library; this file only lays it out. Text from documents
-and file names is shown literally (assistant.literal), never rendered as Markdown or HTML. `streamlit run`
-imports this file once to find `app` (an st.App), whose start loads the model and index in the
-background, so the first visitor finds them ready; each page view then runs this file as the page.
+and file names is shown literally (assistant.literal), never rendered as Markdown or HTML.
+`streamlit run` first imports this file as a module, only to find `app` (an st.App, at the end), whose
+start loads the library, the model and the index in a background thread while the server comes up, so
+the first visitor finds them ready; each page view then runs this file as the page (`__main__`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,21 @@ from typing import Any
 import streamlit as st
 
 from assistant import literal
-from assistant.answer import Answer
-from assistant.chain import Chain
-from assistant.chain import get_chain as shared_chain
-from assistant.config import Settings
-from assistant.corpus import add_document, list_trash, remove_document, restore_document
-from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
-from assistant.evaluation import evaluate, load_qa
-from assistant.feedback import record_feedback
-from assistant.keys import load_keys, role_of
-from assistant.loaders import SUPPORTED
-from assistant.store import Index, IngestReport
+
+# Only the page imports the library here. Imported as a module (by `streamlit run`, to find `app`),
+# the file leaves it to the warm-up thread, so the server answers ~1 s sooner; by the time a page view
+# runs these lines the modules are loaded.
+if __name__ == "__main__":
+    from assistant.answer import Answer
+    from assistant.chain import Chain
+    from assistant.config import Settings
+    from assistant.corpus import add_document, list_trash, remove_document, restore_document
+    from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
+    from assistant.evaluation import evaluate, load_qa
+    from assistant.feedback import record_feedback
+    from assistant.keys import load_keys, role_of
+    from assistant.loaders import SUPPORTED
+    from assistant.store import Index, IngestReport
 
 HERE = Path(__file__).resolve().parent
 QA_DIR = HERE / "eval" / "qa"
@@ -58,6 +63,9 @@ def highlight(text: str, quote: str) -> str:
 
 def get_chain() -> Chain:
     """The process's chain for the settings in the environment: the one warmed at start (see warm)."""
+    from assistant.chain import get_chain as shared_chain
+    from assistant.config import Settings
+
     return shared_chain(Settings.from_env())
 
 
@@ -69,6 +77,8 @@ def load_index(chain: Chain) -> Index:
 
 def warm() -> None:
     """Load the model and index now, and embed one query, so the first question waits for nothing."""
+    from assistant.errors import AssistantError
+
     started = time.perf_counter()
     try:
         index = get_chain().index

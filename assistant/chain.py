@@ -376,7 +376,7 @@ class Chain:
             hits, candidates, _ = self.passages(sub, state["filters"], state["k"])
             chunks.update({h.chunk.metadata["chunk_id"]: h.chunk for h in hits})
             if q.kind != "comparison":
-                # the parts of "how much for beds, and how many beds?" share the question's topic
+                # the parts of "how much for scanners, and how many scanners?" share the question's topic
                 sub = replace(sub, context=tuple(t for t in q.topic if t not in sub.topic))
                 seen = {(c.chunk.metadata["chunk_id"], c.unit.start) for c in candidates}
                 candidates += [

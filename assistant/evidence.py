@@ -181,7 +181,7 @@ def _other_year(q: Question, p: Passage) -> str | None:
 
 def _other_date(q: Question, p: Passage) -> str | None:
     if not q.dates or q.claims:
-        return None  # "so that's due March 2024, right?" is checked against the passage, not required of it
+        return None  # "that's due in June 2025, right?" is checked against the passage, not required of it
     stated = figures.dates(p.context)
     if not stated or q.dates & stated:
         return None
@@ -199,7 +199,7 @@ def _other_label(q: Question, p: Passage) -> str | None:
 
 def _stated_figure_absent(q: Question, p: Passage) -> str | None:
     if q.claims:
-        return None  # "is it 10,000 beds?" is checked against the passage, not required of it
+        return None  # "is it 12 new wards?" is checked against the passage, not required of it
     have = p.context_figures
     missing = [f for f in q.figures if not any(f.same(h) for h in have)]
     return f"the documents don't state this for {', '.join(f.text for f in missing)}" if missing else None
@@ -262,13 +262,13 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "other label",
-        "A labelled number names a different thing: category 2 is not category 1, Tier 3 is not Tier 1.",
+        "A labelled number names a different thing: band 6 is not band 7, Tier 3 is not Tier 1.",
         _other_label,
         scope=True,
     ),
     Rule(
         "stated figure absent",
-        "A figure the question pins down ('the 18-week target') must be in the passage it is answered from.",
+        "A figure the question pins down ('the 6-week standard') must be in the passage it is answered from.",
         _stated_figure_absent,
     ),
     Rule(

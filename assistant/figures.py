@@ -1,9 +1,9 @@
 """One reader for the numbers in text: number words, figures with their kind, years, dates and labels.
 
 Questions, passages, the targets register and the generative check all read numbers through here, so
-"sixty seven percent", "67%" and "67 per cent" are the same figure everywhere.
+"seventy seven percent", "77%" and "77 per cent" are the same figure everywhere.
 
-    digits("is it one billion pounds for five thousand beds?")   # 'is it 1000000000 pounds for 5000 beds?'
+    digits("is it two million pounds for forty wards?")   # "is it 2000000 pounds for 40 wards?"
     read("£1 billion to create an additional 5,000 hospital beds")  # [Figure(1e9, 'money'), Figure(5000, 'count')]
 """
 
@@ -30,7 +30,7 @@ _TIME = "|".join(f"(?P<{unit}>{pattern})" for unit, pattern in _TIME_UNITS.items
 _SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9, "b": 1e9}
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SMALL_WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
-# Fractions people use for shares ("three quarters of cancers"), as the percentages documents write.
+# Fractions people use for shares ("three quarters of trusts"), as the percentages documents write.
 _FRACTIONS = {
     "three quarters": "75%",
     "3 quarters": "75%",
@@ -84,7 +84,7 @@ class Figure:
     def same(self, other: Figure) -> bool:
         """Whether two figures state the same quantity, allowing the rounding people type ("67" for 66.7).
 
-        >>> Figure(67, "percent").same(Figure(66.7, "percent")), Figure(70, "percent").same(Figure(76, "percent"))
+        >>> Figure(77, "percent").same(Figure(76.6, "percent")), Figure(80, "percent").same(Figure(85, "percent"))
         (True, False)
         """
         if self.kind != other.kind or self.unit != other.unit:
@@ -107,17 +107,17 @@ def _alpha2digit() -> object:
 
 
 def digits(text: str) -> str:
-    """`text` with number words as digits: "sixty seven" -> 67, "five thousand" -> 5000, "six weeks" -> 6 weeks.
+    """`text` with number words as digits: "seventy seven" -> 77, "four thousand" -> 4000, "six weeks" -> 6 weeks.
 
     text2num converts number words from three up and leaves "one"/"two" alone ("no one", "one of"); a
     small number word is also converted when a unit of time or measure follows it ("two weeks").
 
-    >>> digits("is the dementia target sixty seven percent")
-    'is the dementia target 67 percent'
+    >>> digits("is the hypertension target seventy seven percent")
+    'is the hypertension target 77 percent'
     >>> digits("within two weeks, one of the two scenarios, a five-year programme")
     'within 2 weeks, one of the two scenarios, a 5-year programme'
-    >>> digits("three quarters of cancers, more than half")
-    '75% of cancers, more than 50%'
+    >>> digits("three quarters of trusts, more than half")
+    '75% of trusts, more than 50%'
     """
     # text2num reads a lone scale word as a number ("£1 billion" -> "£1 1000000000"): keep those as words.
     kept = re.sub(
@@ -149,7 +149,7 @@ def read(text: str) -> tuple[Figure, ...]:
     """The quantities a text states, in order: percentages, money, lengths of time and counts.
 
     Years, financial years, month-and-year dates, labels ("category 2", "Table 1") and numbers inside
-    names ("COVID-19") are not quantities. Number words count ("sixty seven percent").
+    names ("COVID-19") are not quantities. Number words count ("seventy seven percent").
 
     >>> [(f.value, f.kind, f.unit) for f in read("no less than 76% of patients seen within 4 hours by March 2024")]
     [(76.0, 'percent', ''), (4.0, 'duration', 'hour')]
@@ -239,8 +239,8 @@ def labels(text: str) -> set[str]:
 
     >>> sorted(labels("See Table 1, cat 2 and tier 3"))
     ['category 2', 'table 1', 'tier 3']
-    >>> sorted(labels("cancers diagnosed at stages 1 and 2")), sorted(labels("stage 1 or 2"))
-    (['stage 1', 'stage 2'], ['stage 1', 'stage 2'])
+    >>> sorted(labels("cancers diagnosed at stages 1 and 2")), sorted(labels("band 6 or 7"))
+    (['stage 1', 'stage 2'], ['band 6', 'band 7'])
     """
     return {
         f"{_LABEL_NAMES.get(label.lower(), label.lower().rstrip('s'))} {number}"

@@ -1,7 +1,7 @@
 """Words: stems and stopwords, the glossary (a data file with a source per entry), and a corpus's vocabulary.
 
     vocabulary = Vocabulary.from_texts(chunk_texts)
-    vocabulary.correct("demntia")             # 'dementia' (a word the documents use, one edit away)
+    vocabulary.correct("hypertenson")         # "hypertension" (a word the documents use, one edit away)
     vocabulary.expansions("the SPR")          # ['single patient record'] when a document defines "(SPR)"
 
 Everything that decides whether two texts share words goes through `stems` here, so questions,
@@ -96,8 +96,8 @@ def _stems(text: str) -> tuple[str, ...]:
 def topic_stems(text: str) -> list[str]:
     """Content stems less the frame words: what a question is about, not what it asks for.
 
-    >>> topic_stems("what is the dementia diagnosis rate target?")
-    ['dementia', 'diagnosi']
+    >>> topic_stems("what is the stroke thrombolysis rate target?")
+    ['stroke', 'thrombolysi']
     """
     frame = {stem(w) for w in FRAME_WORDS}
     return [s for s in stems(text) if s not in frame]
@@ -192,7 +192,7 @@ class Vocabulary:
         return word in self.surface or stem(word) in self.doc_freq
 
     def correct(self, word: str) -> str:
-        """A word the documents use that `word` is a likely typo of ("demntia" -> "dementia"), else `word`.
+        """A word the documents use that `word` is a likely typo of ("hypertenson" -> "hypertension"), else `word`.
 
         Only words of five letters or more that neither the documents nor an English dictionary know
         ("virtual" is a word, not a typo of "vital") are corrected, to a word the documents use at least

@@ -202,7 +202,9 @@ def chain_alone(questions: list[str], env: dict[str, str]) -> dict[str, Any]:
         timeout=600,
     )
     timed = json.loads(run.stdout)
-    rows = [(q, t, None, "") for q, t in zip(questions, timed["times"], strict=True)]
+    rows: list[tuple[str, float, str | None, str]] = [
+        (q, t, None, "") for q, t in zip(questions, timed["times"], strict=True)
+    ]
     return summary(rows, timed["wall"], {})
 
 

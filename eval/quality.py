@@ -48,7 +48,10 @@ def run(out: Path, mode: str, baseline: bool) -> None:
         if not (index / "manifest.json").exists():
             subprocess.run(
                 [sys.executable, "-m", "assistant", "ingest", *corpora, "--index", str(index)],
-                cwd=ROOT, env=env, check=True, capture_output=True,
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
             )
         args = ["eval", f"eval/qa/{name}.jsonl", "--index", str(index), "--json", "--mode", mode]
         args += ["--out", str(out / f"{name}-{mode}")] + ([] if baseline else ["--no-baseline"])
@@ -91,7 +94,9 @@ def render(runs: Path, before: Path | None) -> str:
 def render_tags(runs: Path, name: str) -> str:
     report = json.loads((runs / f"{name}-extractive.json").read_text())
     theirs = report.get("baseline_per_tag") or {}
-    lines = ["| tag | n | hit@1 | fact recall | refused (unanswerable) | refused (answerable) | naive fact recall |"]
+    lines = [
+        "| tag | n | hit@1 | fact recall | refused (unanswerable) | refused (answerable) | naive fact recall |"
+    ]
     lines.append("|---|---|---|---|---|---|---|")
     for tag, m in sorted(report["per_tag"].items(), key=lambda kv: -kv[1].get("n", 0)):
         naive = theirs.get(tag, {}).get("fact_recall")

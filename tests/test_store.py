@@ -123,8 +123,8 @@ def test_a_runtime_that_changes_vectors_is_an_index_change(tmp_path: Path, corpu
     assert "run `nhs-assistant ingest`" in str(caught.value)
     rebuilt = CountingEmbedding(size=64)
     report = _build(corpus, int8, rebuilt)
-    # every chunk and every sentence embedded again, as for a chunking change
-    assert (report.embedded, rebuilt.embedded) == (report.chunks, report.chunks + report.embedded_units)
+    # Every chunk (and every sentence unit) embedded again, as for a chunking change.
+    assert report.embedded == report.chunks and rebuilt.embedded == report.embedded + report.embedded_units
     assert json.loads((settings.index_dir / "manifest.json").read_text())["embedding_vectors"] == "int8"
 
 
