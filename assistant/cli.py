@@ -1,4 +1,4 @@
-"""`nhs-assistant ingest | ask | eval | serve | keys | bench`: a thin client of the library.
+"""`nhs-assistant ingest | ask | eval | serve | keys | feedback | bench`: a thin client of the library.
 
 `bench` runs the repository's benchmark (bench/, not part of the installed package) when there is one.
 
@@ -104,6 +104,15 @@ def _parser() -> argparse.ArgumentParser:
     add = keys.add_parser("add", help="print a new key once, and the line that stores its hash")
     add.add_argument("--role", choices=["reader", "admin"], default="reader")
     add.set_defaults(run=_keys_add)
+
+    p = command("feedback", "Rated answers, and thumbs-down corrections as QA candidates.")
+    feedback = p.add_subparsers(required=True, metavar="ACTION")
+    export = feedback.add_parser(
+        "export",
+        help="write the thumbs-down answers with a correction as QA JSONL lines (stdout or --out)",
+    )
+    export.add_argument("--out", type=Path, help="write the candidates to this .jsonl file")
+    export.set_defaults(run=_feedback_export)
 
     p = sub.add_parser(
         "bench",
@@ -264,6 +273,29 @@ def _keys_add(args: argparse.Namespace, settings: Settings) -> int:
     print(f"New {args.role} key (shown only this once; give it to the client):\n  {token}")
     print(
         f"Store its hash in ASSISTANT_API_KEYS (entries separated by commas) or as a line of ASSISTANT_API_KEYS_FILE:\n  {line}"
+    )
+    return 0
+
+
+def _feedback_export(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.feedback import qa_candidates, read_feedback
+
+    rows = read_feedback(settings.feedback_db)
+    lines = [json.dumps(c, ensure_ascii=False) for c in qa_candidates(rows)]
+    text = "".join(f"{line}\n" for line in lines)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise AssistantError(
+            f"Could not write {args.out} ({err.strerror}); pass --out a writable path."
+        ) from None
+    _console(stderr=True).print(
+        f"{len(lines)} QA candidates from {len(rows)} ratings written to {literal.console(str(args.out))}; "
+        "add each one's evidence, then append it to a set in eval/qa/.",
+        highlight=False,
     )
     return 0
 

@@ -216,14 +216,26 @@ def test_filters_restrict_the_sources(app_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-def test_targets_page_lists_the_register(app_env: dict[str, str]) -> None:
+def test_targets_page_lists_objectives_and_priorities_with_their_own_filters(app_env: dict[str, str]) -> None:
     at = _go(_app(), "Targets")
     table = at.dataframe[0].value
-    assert len(table) == 31
-    assert list(table.columns) == ["area", "objective", "values", "deadline", "source", "page"]
+    assert list(table.columns) == ["kind", "area", "objective", "figures", "deadline", "source", "page"]
+    assert set(table["kind"]) == {"objective", "priority"} and (table["kind"] == "objective").sum() == 31
+    assert "None" not in set(table["deadline"])  # no deadline is a blank cell
     assert at.download_button[0].label == "Download CSV"
+    # The search filters (document and area of the chat) are not shown here; this page has its own.
+    assert not [m for m in at.sidebar.multiselect if m.key in ("filter_sources", "filter_areas")]
     at.multiselect(key="targets_areas").set_value(["Mental health"]).run()
     assert set(at.dataframe[0].value["area"]) == {"Mental health"}
+    at.multiselect(key="targets_areas").set_value([]).run()
+    at.text_input(key="targets_text").set_value("hospital beds").run()
+    beds = at.dataframe[0].value
+    assert "priority" in set(beds["kind"]) and beds["figures"].str.contains("5,000").any()
+    # A row opens its document with the row's text marked.
+    [show] = [b for b in at.button if b.label == "Show its quote"]
+    show.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("<mark>" in m.value and "hospital beds" in m.value for m in at.markdown)
 
 
 @pytest.mark.slow
@@ -377,6 +389,9 @@ def test_an_api_admin_key_gates_changes_to_the_documents(
 @pytest.mark.slow
 def test_evaluation_page_runs_a_small_qa_file(app_env: dict[str, str]) -> None:
     lines = (ROOT / "eval" / "qa" / "objectives.jsonl").read_text(encoding="utf-8").splitlines()[:2]
+    # A third question whose expected fact no document states: answered wrongly, whatever the answer says.
+    wrong = json.loads(lines[0]) | {"id": "wrong-on-purpose", "facts": ["99.9%"]}
+    lines.append(json.dumps(wrong))
     at = _go(_app(), "Evaluation")
     at.radio(key="eval_source").set_value("Upload").run()
     qa = "\n".join(lines).encode()
@@ -385,10 +400,21 @@ def test_evaluation_page_runs_a_small_qa_file(app_env: dict[str, str]) -> None:
     run.click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    metrics, per_question = at.dataframe[0].value, at.dataframe[1].value
-    assert list(metrics.columns) == ["assistant", "naive baseline"]
+    metrics = at.dataframe[0].value
+    assert list(metrics.columns) == ["assistant", "naive baseline", "meaning"]
     assert metrics.loc["hit@5", "assistant"] == 1.0
-    assert list(per_question["id"]) == [json.loads(line)["id"] for line in lines]
+    assert metrics.loc["hit@5", "meaning"].startswith("Share of answerable questions whose evidence")
+    assert [c for i in at.get("image") for c in i.captions] == [
+        "hit@k curve",
+        "answer accuracy by tag, assistant and baseline",
+        "latency histogram",
+    ]
+    questions = [e.label for e in at.expander if " · " in e.label]
+    assert [label.split(" · ")[0] for label in questions] == [json.loads(line)["id"] for line in lines]
+    at.toggle(key="eval_failures_only").set_value(True).run()
+    assert [e.label.split(" · ")[:2] for e in at.expander if " · " in e.label] == [
+        ["wrong-on-purpose", "wrong"]
+    ]
 
 
 @pytest.mark.slow
