@@ -566,7 +566,7 @@ def targets_page() -> None:
     before = due_col.date_input("Due by", value=None, key="targets_before", format="DD/MM/YYYY")
     shown = filter_rows(rows, areas=areas, before=before, text=text, kinds=kinds)
     st.caption(f"{len(shown)} of {len(rows)} rows; click a column header to sort.")
-    columns = ["kind", "area", "objective", "figures", "deadline", "source", "page"]
+    columns = ["objective", "figures", "deadline", "area", "kind", "source", "page"]
     table = pd.DataFrame(shown, columns=columns)
     st.dataframe(
         table,
@@ -745,7 +745,9 @@ def feedback_page() -> None:
         st.info("No rated answers yet: rate one with the thumbs under it on the Chat page.")
         return
     down = sum(1 for r in rows if r["score"] == 0)
-    st.caption(f"{len(rows)} rated answers ({down} not helpful) in {settings.feedback_db}.")
+    st.caption(
+        f"{len(rows)} rated {'answer' if len(rows) == 1 else 'answers'} ({down} not helpful) in {settings.feedback_db}."
+    )
     table = pd.DataFrame(
         [
             {

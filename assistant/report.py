@@ -87,7 +87,7 @@ def plots(report: dict[str, Any], results: list[dict[str, Any]]) -> list[tuple[s
 def answer_html(text: str) -> str:
     """An answer as HTML: everything escaped, but our own bold labels ("**Target:**") and line breaks.
 
-    >>> answer_html("**Target:** 76% <b>x</b> [1]\n- two")
+    >>> answer_html("**Target:** 76% <b>x</b> [1]\\n- two")
     '<b>Target:</b> 76% &lt;b&gt;x&lt;/b&gt; [1]<br>- two'
     """
     return _LABEL.sub(r"<b>\1:</b>", html.escape(text, quote=False)).replace("\n", "<br>")

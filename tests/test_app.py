@@ -219,7 +219,7 @@ def test_filters_restrict_the_sources(app_env: dict[str, str]) -> None:
 def test_targets_page_lists_objectives_and_priorities_with_their_own_filters(app_env: dict[str, str]) -> None:
     at = _go(_app(), "Targets")
     table = at.dataframe[0].value
-    assert list(table.columns) == ["kind", "area", "objective", "figures", "deadline", "source", "page"]
+    assert list(table.columns) == ["objective", "figures", "deadline", "area", "kind", "source", "page"]
     assert set(table["kind"]) == {"objective", "priority"} and (table["kind"] == "objective").sum() == 31
     assert "None" not in set(table["deadline"])  # no deadline is a blank cell
     assert at.download_button[0].label == "Download CSV"
