@@ -34,7 +34,7 @@ if __name__ == "__main__":
     from assistant.corpus import add_document, list_trash, remove_document, restore_document
     from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
     from assistant.evaluation import evaluate, load_qa
-    from assistant.feedback import qa_candidates, read_feedback, record_feedback, set_correction
+    from assistant.feedback import log_query, qa_candidates, read_feedback, record_feedback, set_correction
     from assistant.keys import load_keys, role_of
     from assistant.loaders import SUPPORTED
     from assistant.metrics import GLOSSARY, describe, failed
@@ -266,15 +266,23 @@ def chat_page() -> None:
         st.markdown(_md(question))
     with st.chat_message("assistant"):
         mode = st.session_state.get("mode", "extractive")
+        box = st.empty()  # what the assistant is doing: searching, then (generative mode) writing
         draft = st.empty()  # generative mode: the model's tokens as they come, replaced by the checked answer
         streamed: list[str] = []
 
         def on_token(token: str) -> None:
+            if not streamed:  # the search is over; the model writes for the next 30-60 s
+                status.update(label="Writing the answer…")
             streamed.append(token)
             draft.markdown(_answer_md("".join(streamed)) + " ▌")
 
         try:
-            with st.spinner("Searching the documents…"):
+            # A status box (its label can change) when a model writes; a spinner for the quick quotes.
+            with (
+                box.status("Searching the documents…")
+                if mode == "generative"
+                else st.spinner("Searching the documents…") as status
+            ):
                 answer = chain.ask(
                     question,
                     history=history or None,
@@ -283,11 +291,17 @@ def chat_page() -> None:
                     k=st.session_state.get("k"),
                     on_token=on_token if mode == "generative" else None,
                 )
+            box.empty()
             draft.empty()
         except AssistantError as err:
             message = {"role": "assistant", "content": str(err), "error": True}
         else:
             message = {"role": "assistant", "content": answer.text, "answer": answer}
+            if chain.settings.query_log:
+                try:
+                    log_query(chain.settings.feedback_db, answer)
+                except Exception as err:  # noqa: BLE001 - the log must never cost the user the answer
+                    st.toast(_md(f"Could not log the query: {err}"))
         messages.append(message)
         show_message(message, len(messages) - 1, latest=True)
 

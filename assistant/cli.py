@@ -186,12 +186,17 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
     answer = Chain(settings.with_(k=args.k)).ask(args.question, mode=args.mode)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        data = answer.to_dict()
+        data["retrieved"].sort(key=lambda r: -r["score"])  # best first, as a reader expects
+        print(json.dumps(data, ensure_ascii=False))
         return 0
+    from rich.markdown import Markdown
+
     out = _console()
     for notice in answer.trace.get("notices", []):
         _console(stderr=True).print(f"[yellow]{literal.console(notice)}[/yellow]")
-    out.print(literal.console(answer.text))
+    # Our labels ("**Target:**") and list items rendered; everything from the documents literal.
+    out.print(Markdown(literal.terminal_markdown(answer.text)))
     if answer.citations:
         out.print("\nSources:")
     for c in answer.citations:

@@ -1,8 +1,10 @@
-"""Thumbs up/down on answers, kept in a local SQLite file (ASSISTANT_FEEDBACK_DB).
+"""Thumbs up/down on answers, and (when ASSISTANT_QUERY_LOG=1) the query log, in a local SQLite file
+(ASSISTANT_FEEDBACK_DB).
 
 record_feedback(Path("feedback.sqlite3"), answer, score=0, correction="It is 76% by March 2024.")
 rows = read_feedback(Path("feedback.sqlite3"))
 lines = qa_candidates(rows)       # thumbs-down answers as QA JSONL lines an evaluator completes and accepts
+log_query(Path("feedback.sqlite3"), answer)   # question, answer, refused, latency, time: nothing on who asked
 
 Many app sessions (and processes) write at once: the file is in WAL mode (readers never block the
 writer), each write waits up to BUSY_TIMEOUT_S for the lock, and a write that still finds the file
@@ -39,6 +41,17 @@ CREATE TABLE IF NOT EXISTS feedback (
     citations TEXT NOT NULL,
     timings TEXT NOT NULL,
     correction TEXT NOT NULL DEFAULT ''
+)
+"""
+# The query log holds what was asked and answered, never who asked: no user, session or address field.
+_QUERIES = """
+CREATE TABLE IF NOT EXISTS queries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    refused INTEGER NOT NULL,
+    latency_ms REAL
 )
 """
 # Files written before corrections were kept get the column on first use; their rows have none.
@@ -88,6 +101,40 @@ def read_feedback(db_path: Path) -> list[dict[str, Any]]:
     def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
         db.row_factory = sqlite3.Row
         return [dict(row) for row in db.execute("SELECT * FROM feedback ORDER BY id")]
+
+    return _with_retry(Path(db_path), select)
+
+
+def log_query(db_path: Path, answer: Answer) -> int:
+    """Add `answer` (its question, text, whether it was refused, its latency) to the query log."""
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    row = (
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        answer.question,
+        answer.text,
+        int(answer.refused),
+        answer.timings_ms.get("total"),
+    )
+
+    def insert(db: sqlite3.Connection) -> int:
+        cursor = db.execute(
+            "INSERT INTO queries (created_at, question, answer, refused, latency_ms) VALUES (?, ?, ?, ?, ?)",
+            row,
+        )
+        return int(cursor.lastrowid or 0)
+
+    return _with_retry(db_path, insert)
+
+
+def read_queries(db_path: Path) -> list[dict[str, Any]]:
+    """The query log, oldest first (empty when nothing was logged)."""
+    if not Path(db_path).is_file():
+        return []
+
+    def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT * FROM queries ORDER BY id")]
 
     return _with_retry(Path(db_path), select)
 
@@ -145,6 +192,7 @@ def _with_retry(db_path: Path, work: Callable[[sqlite3.Connection], _T]) -> _T:
             with closing(sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(_SCHEMA)
+                db.execute(_QUERIES)
                 _migrate(db)
                 return work(db)
         except sqlite3.OperationalError as err:

@@ -205,6 +205,34 @@ def test_chat_answers_with_a_cited_source(app_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
+def test_the_query_log_keeps_what_was_asked_only_when_switched_on(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.feedback import read_queries
+
+    db = Path(app_env["ASSISTANT_FEEDBACK_DB"])
+    logged = len(read_queries(db))
+    _app().chat_input[0].set_value(QUESTION).run()
+    assert len(read_queries(db)) == logged  # off by default
+    monkeypatch.setenv("ASSISTANT_QUERY_LOG", "1")
+    _app().chat_input[0].set_value(QUESTION).run()
+    [row] = read_queries(db)[logged:]
+    assert (
+        (row["question"], row["refused"]) == (QUESTION, 0)
+        and "76%" in row["answer"]
+        and row["latency_ms"] > 0
+    )
+    assert set(row) == {
+        "id",
+        "created_at",
+        "question",
+        "answer",
+        "refused",
+        "latency_ms",
+    }  # nothing on who asked
+
+
+@pytest.mark.slow
 def test_filters_restrict_the_sources(app_env: dict[str, str]) -> None:
     at = _app()
     at.sidebar.multiselect(key="filter_sources").set_value(["nhs-business-plan-2023-24-breakdown.txt"]).run()
