@@ -61,13 +61,9 @@ CANDIDATE_TAG = "feedback"  # the tag of every QA candidate, so an evaluator can
 
 def record_feedback(db_path: Path, answer: Answer, score: int, correction: str = "") -> int:
     """Store one rating of `answer` (1 helpful, 0 not), with the user's correction, and return its row id."""
-    db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path = _make_parent(db_path)
     row = (
-        datetime.now(UTC).isoformat(timespec="seconds"),
-        answer.question,
-        answer.text,
-        int(answer.refused),
+        *_asked(answer),
         int(score),
         json.dumps([asdict(c) for c in answer.citations], ensure_ascii=False),
         json.dumps(answer.timings_ms),
@@ -95,27 +91,13 @@ def record_feedback(db_path: Path, answer: Answer, score: int, correction: str =
 
 def read_feedback(db_path: Path) -> list[dict[str, Any]]:
     """Every stored rating, oldest first (empty when nothing was recorded yet)."""
-    if not Path(db_path).is_file():
-        return []
-
-    def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM feedback ORDER BY id")]
-
-    return _with_retry(Path(db_path), select)
+    return _rows(db_path, "feedback")
 
 
 def log_query(db_path: Path, answer: Answer) -> int:
     """Add `answer` (its question, text, whether it was refused, its latency) to the query log."""
-    db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    row = (
-        datetime.now(UTC).isoformat(timespec="seconds"),
-        answer.question,
-        answer.text,
-        int(answer.refused),
-        answer.timings_ms.get("total"),
-    )
+    db_path = _make_parent(db_path)
+    row = (*_asked(answer), answer.timings_ms.get("total"))
 
     def insert(db: sqlite3.Connection) -> int:
         cursor = db.execute(
@@ -129,14 +111,7 @@ def log_query(db_path: Path, answer: Answer) -> int:
 
 def read_queries(db_path: Path) -> list[dict[str, Any]]:
     """The query log, oldest first (empty when nothing was logged)."""
-    if not Path(db_path).is_file():
-        return []
-
-    def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
-        db.row_factory = sqlite3.Row
-        return [dict(row) for row in db.execute("SELECT * FROM queries ORDER BY id")]
-
-    return _with_retry(Path(db_path), select)
+    return _rows(db_path, "queries")
 
 
 def set_correction(db_path: Path, row_id: int, correction: str) -> None:
@@ -182,6 +157,29 @@ def qa_candidates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _asked(answer: Answer) -> tuple[str, str, str, int]:
+    """The columns both tables start with: time, question, answer text, refused."""
+    return datetime.now(UTC).isoformat(timespec="seconds"), answer.question, answer.text, int(answer.refused)
+
+
+def _make_parent(db_path: Path) -> Path:
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    return db_path
+
+
+def _rows(db_path: Path, table: str) -> list[dict[str, Any]]:
+    """Every row of `table` (one of ours: never a user's string), oldest first; none when there is no file."""
+    if not Path(db_path).is_file():
+        return []
+
+    def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute(f"SELECT * FROM {table} ORDER BY id")]  # noqa: S608
+
+    return _with_retry(Path(db_path), select)
 
 
 def _with_retry(db_path: Path, work: Callable[[sqlite3.Connection], _T]) -> _T:

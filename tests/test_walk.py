@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.streamlit_app import CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
+from tests.support.streamlit_app import CHROMIUM_ARGS, chromium, served_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENS = ROOT / "docs" / "screens"
@@ -51,23 +50,12 @@ def _shoot(page: Any, name: str, expect: Callable[..., Any]) -> None:
     page.set_viewport_size(size)
 
 
-def _wait_for_line(path: Path, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text(encoding="utf-8", errors="replace"):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{text!r} not in the server log: {path.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
-
-
 def _go(page: Any, name: str) -> None:
     page.get_by_test_id("stSidebar").get_by_test_id("stRadio").get_by_text(name, exact=True).click()
 
 
 @pytest.mark.e2e
 def test_a_new_user_walks_every_page(index_env: Callable[[str], dict[str, str]], tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not installed; run `make browser`")
     from playwright.sync_api import expect, sync_playwright
 
     from assistant.config import Settings
@@ -79,16 +67,12 @@ def test_a_new_user_walks_every_page(index_env: Callable[[str], dict[str, str]],
     shutil.copy(ROOT / "tests" / "fixtures" / "riverside-plan.pdf", corpus / "riverside-plan.pdf")
     build_index([corpus], Settings(index_dir=Path(env["ASSISTANT_INDEX_DIR"]), corpus_dir=corpus))
     SCREENS.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "streamlit.log"
-    log = log_path.open("wb")
-    server = start_app(port, os.environ | env | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, log)
-    try:
-        wait_healthy(url, server, timeout=90)
-        _wait_for_line(log_path, "Warm: index of", timeout=90)
+    served = served_app(
+        os.environ | env | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, tmp_path / "app.log"
+    )
+    with served as url:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
                 page.set_default_timeout(WAIT_MS)
@@ -179,8 +163,6 @@ def test_a_new_user_walks_every_page(index_env: Callable[[str], dict[str, str]],
                 _shoot(page, "08-feedback.png", expect)
             finally:
                 browser.close()
-    finally:
-        stop_app(server, log)
     [candidate] = load_qa(exported)  # a valid QA line, as an evaluator's set would hold it
     assert (candidate.question, candidate.reference) == (QUESTION, CORRECTION)
     assert candidate.facts == ["12"]  # the figures of the correction
