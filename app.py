@@ -50,16 +50,35 @@ QA_DIR = HERE / "eval" / "qa"
 # --- helpers that the tests call directly ---------------------------------------------------------
 
 
-def highlight(text: str, quote: str) -> str:
-    """HTML of `text` (escaped) with the first occurrence of `quote` wrapped in <mark>."""
+def highlight(text: str, *quotes: str) -> str:
+    """HTML of `text` (escaped) with the first occurrence of each quote wrapped in <mark>."""
     body = literal.html(text)
-    if quote:
-        q = literal.html(quote)
-        at = body.find(q)
-        if at >= 0:
-            body = f"{body[:at]}<mark>{q}</mark>{body[at + len(q) :]}"
+    spans: list[tuple[int, int]] = []
+    for quote in quotes:
+        q = literal.html(quote) if quote else ""
+        if q and (at := body.find(q)) >= 0:
+            spans.append((at, at + len(q)))
+    merged: list[list[int]] = []  # quotes that overlap or touch are one mark
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    parts, last = [], 0
+    for start, end in merged:
+        parts += [body[last:start], "<mark>", body[start:end], "</mark>"]
+        last = end
+    parts.append(body[last:])
     # No blank lines, so the markdown renderer keeps this one raw HTML block.
-    return body.replace("\n", "<br>")
+    return "".join(parts).replace("\n", "<br>")
+
+
+def by_passage(citations: list[Any]) -> list[list[Any]]:
+    """Citations grouped by the passage they quote, in order of first citation: a passage is listed once."""
+    groups: dict[str, list[Any]] = {}
+    for citation in citations:
+        groups.setdefault(citation.chunk_id, []).append(citation)
+    return list(groups.values())
 
 
 # --- cached resources -----------------------------------------------------------------------------
@@ -348,20 +367,22 @@ def show_message(message: dict[str, Any], i: int, latest: bool) -> None:
 
 def show_sources(answer: Answer, expanded: bool, i: int) -> None:
     texts = {r.chunk_id: r.text for r in answer.retrieved}
-    # One entry per cited passage and quote: an answer citing the same lines twice lists them once.
-    citations = list({(c.chunk_id, c.quote): c for c in reversed(answer.citations)}.values())[::-1]
-    with st.expander(f"Sources ({len(citations)})", expanded=expanded, icon=":material/menu_book:"):
-        for citation in citations:
+    # One entry per cited passage, its quotes all marked: "[1, 3]" when two citations quote it.
+    passages = by_passage(answer.citations)
+    with st.expander(f"Sources ({len(passages)})", expanded=expanded, icon=":material/menu_book:"):
+        for group in passages:
+            citation = group[0]
             where = [literal.code(citation.source)]
             if citation.page is not None:
                 where.append(f"page {citation.page}")
             if citation.area or citation.section:
                 where.append(_md(str(citation.area or citation.section)))
-            st.markdown(f"**[{citation.n}] {_md(citation.title)}** · " + " · ".join(where))
+            numbers = ", ".join(str(c.n) for c in group)
+            st.markdown(f"**[{numbers}] {_md(citation.title)}** · " + " · ".join(where))
             text = texts.get(citation.chunk_id, citation.quote)
             st.markdown(
                 f'<div class="source-text" style="border-left: 3px solid #005EB8; padding: 0.25rem 0.75rem; '
-                f'font-size: 0.9rem;">{highlight(text, citation.quote)}</div>',
+                f'font-size: 0.9rem;">{highlight(text, *(c.quote for c in group))}</div>',
                 unsafe_allow_html=True,
             )
             label = f"Open page {citation.page}" if citation.page is not None else "Open in the document"

@@ -124,6 +124,15 @@ def test_highlight_escapes_html_and_marks_the_quote(app_module: ModuleType) -> N
     assert html == "A&#38;E &#60;b&#62;<br><mark>no less than 76%</mark> of patients &#33;&#91;x&#93;(y)"
 
 
+def test_a_passage_quoted_twice_is_listed_once_with_both_quotes_marked(app_module: ModuleType) -> None:
+    from assistant.answer import Citation
+
+    cite = [Citation(n, "plan.txt", "Plan", None, None, q, c) for n, q, c in [(1, "76%", "a"), (2, "beds", "b"), (3, "4 hours", "a")]]  # fmt: skip
+    assert [[c.n for c in group] for group in app_module.by_passage(cite)] == [[1, 3], [2]]
+    marked = app_module.highlight("76% within 4 hours; 5,000 beds", "76%", "4 hours", "76% within")
+    assert marked == "<mark>76% within</mark> <mark>4 hours</mark>; 5,000 beds"
+
+
 # --- the page, through AppTest (real model, real index) -------------------------------------------
 
 
