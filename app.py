@@ -34,9 +34,13 @@ if __name__ == "__main__":
     from assistant.corpus import add_document, list_trash, remove_document, restore_document
     from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
     from assistant.evaluation import evaluate, load_qa
-    from assistant.feedback import record_feedback
+    from assistant.feedback import log_query, qa_candidates, read_feedback, record_feedback, set_correction
     from assistant.keys import load_keys, role_of
     from assistant.loaders import SUPPORTED
+    from assistant.metrics import GLOSSARY, describe, failed
+    from assistant.register import KINDS, filter_rows, register_rows
+    from assistant.report import answer_html, plots
+    from assistant.sourceview import locate
     from assistant.store import Index, IngestReport
 
 HERE = Path(__file__).resolve().parent
@@ -46,16 +50,35 @@ QA_DIR = HERE / "eval" / "qa"
 # --- helpers that the tests call directly ---------------------------------------------------------
 
 
-def highlight(text: str, quote: str) -> str:
-    """HTML of `text` (escaped) with the first occurrence of `quote` wrapped in <mark>."""
+def highlight(text: str, *quotes: str) -> str:
+    """HTML of `text` (escaped) with the first occurrence of each quote wrapped in <mark>."""
     body = literal.html(text)
-    if quote:
-        q = literal.html(quote)
-        at = body.find(q)
-        if at >= 0:
-            body = f"{body[:at]}<mark>{q}</mark>{body[at + len(q) :]}"
+    spans: list[tuple[int, int]] = []
+    for quote in quotes:
+        q = literal.html(quote) if quote else ""
+        if q and (at := body.find(q)) >= 0:
+            spans.append((at, at + len(q)))
+    merged: list[list[int]] = []  # quotes that overlap or touch are one mark
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    parts, last = [], 0
+    for start, end in merged:
+        parts += [body[last:start], "<mark>", body[start:end], "</mark>"]
+        last = end
+    parts.append(body[last:])
     # No blank lines, so the markdown renderer keeps this one raw HTML block.
-    return body.replace("\n", "<br>")
+    return "".join(parts).replace("\n", "<br>")
+
+
+def by_passage(citations: list[Any]) -> list[list[Any]]:
+    """Citations grouped by the passage they quote, in order of first citation: a passage is listed once."""
+    groups: dict[str, list[Any]] = {}
+    for citation in citations:
+        groups.setdefault(citation.chunk_id, []).append(citation)
+    return list(groups.values())
 
 
 # --- cached resources -----------------------------------------------------------------------------
@@ -205,11 +228,11 @@ def require_index(chain: Chain) -> Index:
 # --- sidebar --------------------------------------------------------------------------------------
 
 
-def sidebar(chain: Chain, index: Index | None) -> None:
-    """Filters, k, mode, index status and the clear-chat button; choices go to st.session_state."""
+def sidebar(chain: Chain, index: Index | None, page: str) -> None:
+    """Filters (on the chat page), k, mode, index status and the clear-chat button; choices go to st.session_state."""
     with st.sidebar:
         st.header("Search options")
-        if index is not None:
+        if index is not None and page == "Chat":
             files = sorted(index.manifest.get("files", {}))
             areas = sorted({str(t["area"]) for t in index.targets if t.get("area")})
             st.multiselect("Documents", files, key="filter_sources", placeholder="All documents")
@@ -262,15 +285,23 @@ def chat_page() -> None:
         st.markdown(_md(question))
     with st.chat_message("assistant"):
         mode = st.session_state.get("mode", "extractive")
+        box = st.empty()  # what the assistant is doing: searching, then (generative mode) writing
         draft = st.empty()  # generative mode: the model's tokens as they come, replaced by the checked answer
         streamed: list[str] = []
 
         def on_token(token: str) -> None:
+            if not streamed:  # the search is over; the model writes for the next 30-60 s
+                status.update(label="Writing the answer…")
             streamed.append(token)
             draft.markdown(_answer_md("".join(streamed)) + " ▌")
 
         try:
-            with st.spinner("Searching the documents…"):
+            # A status box (its label can change) when a model writes; a spinner for the quick quotes.
+            with (
+                box.status("Searching the documents…")
+                if mode == "generative"
+                else st.spinner("Searching the documents…") as status
+            ):
                 answer = chain.ask(
                     question,
                     history=history or None,
@@ -279,11 +310,17 @@ def chat_page() -> None:
                     k=st.session_state.get("k"),
                     on_token=on_token if mode == "generative" else None,
                 )
+            box.empty()
             draft.empty()
         except AssistantError as err:
             message = {"role": "assistant", "content": str(err), "error": True}
         else:
             message = {"role": "assistant", "content": answer.text, "answer": answer}
+            if chain.settings.query_log:
+                try:
+                    log_query(chain.settings.feedback_db, answer)
+                except Exception as err:  # noqa: BLE001 - the log must never cost the user the answer
+                    st.toast(_md(f"Could not log the query: {err}"))
         messages.append(message)
         show_message(message, len(messages) - 1, latest=True)
 
@@ -305,30 +342,96 @@ def show_message(message: dict[str, Any], i: int, latest: bool) -> None:
     for notice in answer.trace.get("notices", []):
         st.caption(_md(notice))
     if answer.citations:
-        show_sources(answer, expanded=latest)
+        show_sources(answer, expanded=latest, i=i)
     timings = " · ".join(f"{k} {v:.0f} ms" for k, v in answer.timings_ms.items())
     left, right = st.columns([1, 3], vertical_alignment="center")
     with left:
         st.feedback("thumbs", key=f"feedback_{i}", on_change=_record_feedback, args=(i,))
     with right:
         st.caption(timings)
+    row_id = st.session_state.get(f"feedback_row_{i}")
+    if st.session_state.get(f"feedback_{i}") == 0 and row_id is not None:
+        with st.form(key=f"correction_form_{i}", border=False):
+            correction = st.text_area(
+                "What should the answer have said? (it becomes a test question on the Feedback page)",
+                key=f"correction_{i}",
+            )
+            if st.form_submit_button("Save correction"):
+                try:
+                    set_correction(get_chain().settings.feedback_db, row_id, correction)
+                except Exception as err:  # noqa: BLE001 - a lost correction must never break the chat
+                    st.error(_md(f"Could not save the correction: {err}"))
+                else:
+                    st.success("Correction saved; the Feedback page exports it as a QA candidate.")
 
 
-def show_sources(answer: Answer, expanded: bool) -> None:
+def show_sources(answer: Answer, expanded: bool, i: int) -> None:
     texts = {r.chunk_id: r.text for r in answer.retrieved}
-    with st.expander(f"Sources ({len(answer.citations)})", expanded=expanded, icon=":material/menu_book:"):
-        for citation in answer.citations:
+    # One entry per cited passage, its quotes all marked: "[1, 3]" when two citations quote it.
+    passages = by_passage(answer.citations)
+    with st.expander(f"Sources ({len(passages)})", expanded=expanded, icon=":material/menu_book:"):
+        for group in passages:
+            citation = group[0]
             where = [literal.code(citation.source)]
             if citation.page is not None:
                 where.append(f"page {citation.page}")
             if citation.area or citation.section:
                 where.append(_md(str(citation.area or citation.section)))
-            st.markdown(f"**[{citation.n}] {_md(citation.title)}** · " + " · ".join(where))
+            numbers = ", ".join(str(c.n) for c in group)
+            st.markdown(f"**[{numbers}] {_md(citation.title)}** · " + " · ".join(where))
             text = texts.get(citation.chunk_id, citation.quote)
             st.markdown(
                 f'<div class="source-text" style="border-left: 3px solid #005EB8; padding: 0.25rem 0.75rem; '
-                f'font-size: 0.9rem;">{highlight(text, citation.quote)}</div>',
+                f'font-size: 0.9rem;">{highlight(text, *(c.quote for c in group))}</div>',
                 unsafe_allow_html=True,
+            )
+            label = f"Open page {citation.page}" if citation.page is not None else "Open in the document"
+            toggle_view(label, (citation.chunk_id, citation.quote), key=f"view_{i}_{citation.n}")
+
+
+def toggle_view(label: str, target: tuple[str, str], key: str) -> None:
+    """A button that opens (or closes) the source viewer on `target` (chunk id, quote) just below it."""
+    if st.button(label, key=key, icon=":material/find_in_page:"):
+        st.session_state.view = None if st.session_state.get("view") == (key, target) else (key, target)
+    if st.session_state.get("view") == (key, target):
+        show_source_view(*target)
+
+
+def show_source_view(chunk_id: str, quote: str) -> None:
+    """The cited page drawn with the quote's lines marked (PDF), or the passage in its document, and a download."""
+    chain = get_chain()
+    try:
+        view = locate(chain.index, chain.settings, chunk_id, quote)
+    except AssistantError as err:
+        st.error(literal.markdown(str(err)))
+        return
+    with st.container(border=True, key=f"source_view_{chunk_id}"):
+        if view.note:
+            st.info(literal.markdown(view.note))
+        if view.image is not None:
+            marked = {
+                "quote": "the quote is marked",
+                "part of the quote": "part of the quote is marked",
+            }.get(view.image.matched, "the quote could not be placed on the page")
+            st.image(
+                view.image.png,
+                caption=literal.markdown(f"{view.title}, page {view.page}: {marked}"),
+                width="stretch",
+            )
+        else:
+            before, mark, after = view.context
+            st.markdown(
+                f'<div class="source-context" style="font-size: 0.9rem;">{literal.html(before)}'
+                f"<mark>{literal.html(mark)}</mark>{literal.html(after)}</div>".replace("\n", "<br>"),
+                unsafe_allow_html=True,
+            )
+        if view.path is not None:
+            st.download_button(
+                f"Download {view.path.name}",
+                view.path.read_bytes(),
+                file_name=view.path.name,
+                key=f"download_{chunk_id}",
+                icon=":material/download:",
             )
 
 
@@ -338,10 +441,11 @@ def _record_feedback(i: int) -> None:
     if score is None or "answer" not in message:
         return
     try:
-        record_feedback(get_chain().settings.feedback_db, message["answer"], score)
+        row_id = record_feedback(get_chain().settings.feedback_db, message["answer"], score)
     except Exception as err:  # noqa: BLE001 - a lost rating must never break the chat
         st.toast(_md(f"Could not save feedback: {err}"))
     else:
+        st.session_state[f"feedback_row_{i}"] = row_id
         st.toast("Thanks, feedback saved.")
 
 
@@ -483,24 +587,32 @@ def targets_page() -> None:
 
     index = require_index(get_chain())
     st.title("Targets register")
-    rows = [
-        {
-            "area": t.get("area"),
-            "objective": t.get("objective"),
-            "values": "; ".join(t.get("values") or []),
-            "deadline": t.get("deadline"),
-            "source": t.get("source"),
-            "page": t.get("page"),
-        }
-        for t in index.targets
-    ]
-    table = pd.DataFrame(rows, columns=["area", "objective", "values", "deadline", "source", "page"])
-    areas = sorted(table["area"].dropna().unique())
-    chosen = st.multiselect("Area", areas, placeholder="All areas", key="targets_areas")
-    if chosen:
-        table = table[table["area"].isin(chosen)]
-    st.caption(f"{len(table)} objectives; click a column header to sort.")
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(
+        "Objectives from the documents' tables, and priorities (with their £, beds and other figures) "
+        "from the business plan."
+    )
+    rows = register_rows(index.register)
+    search, kind_col, area_col, due_col = st.columns([3, 2, 3, 2])
+    text = search.text_input("Search", key="targets_text", placeholder="e.g. beds, cancer, 76%")
+    kinds = kind_col.multiselect("Kind", KINDS, placeholder="Both kinds", key="targets_kinds")
+    areas = area_col.multiselect(
+        "Area", sorted({r["area"] for r in rows if r["area"]}), placeholder="All areas", key="targets_areas"
+    )
+    before = due_col.date_input("Due by", value=None, key="targets_before", format="DD/MM/YYYY")
+    shown = filter_rows(rows, areas=areas, before=before, text=text, kinds=kinds)
+    st.caption(f"{len(shown)} of {len(rows)} rows; click a column header to sort.")
+    columns = ["objective", "figures", "deadline", "area", "kind", "source", "page"]
+    table = pd.DataFrame(shown, columns=columns)
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "objective": st.column_config.TextColumn("objective", width="large"),
+            "area": st.column_config.TextColumn("area", width="medium"),
+            "page": st.column_config.NumberColumn("page", format="%d"),
+        },
+    )
     st.download_button(
         "Download CSV",
         table.to_csv(index=False).encode("utf-8"),
@@ -508,6 +620,28 @@ def targets_page() -> None:
         mime="text/csv",
         icon=":material/download:",
     )
+    if not shown:
+        return
+    st.subheader("See a row in its document")
+    chosen = st.selectbox(
+        "Row",
+        range(len(shown)),
+        format_func=lambda n: _clip(f"{shown[n]['area']} · {shown[n]['objective']}", 140),
+        key="targets_row",
+    )
+    if chosen is not None:
+        row = shown[chosen]
+        quote = row["objective"] if row["objective"] in _chunk_text(index, row["chunk_id"]) else ""
+        toggle_view("Show its quote", (row["chunk_id"], quote), key=f"target_view_{row['chunk_id']}")
+
+
+def _chunk_text(index: Index, chunk_id: str) -> str:
+    chunk = index.by_id.get(chunk_id)
+    return str(chunk.page_content) if chunk is not None else ""
+
+
+def _clip(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 # --- evaluation -----------------------------------------------------------------------------------
@@ -576,33 +710,108 @@ def show_evaluation(result: dict[str, Any] | None, pd: Any) -> None:
     if not result:
         return
     report, results = result["report"], result["results"]
-    st.subheader(f"{result['file']}: {report['n']} questions")
+    wrong = [row for row in results if failed(row["metrics"])]
+    st.subheader(f"{result['file']}: {report['n']} questions, {len(wrong)} answered wrongly")
     metrics = {"assistant": report["metrics"]}
     if report.get("baseline"):
         metrics["naive baseline"] = report["baseline"]
-    st.dataframe(pd.DataFrame(metrics), width="stretch")
-    rows = []
-    for row in results:
-        m = row["metrics"]
-        rows.append(
-            {
-                "id": row["id"],
-                "question": row["question"],
-                "refused": row["refused"],
-                "answer": row["answer"],
-                "hit@5": m.get("hit@5"),
-                "fact recall": m.get("fact_recall"),
-                "citation support": m.get("citation_support"),
-                "latency ms": m.get("latency_ms"),
-            }
-        )
-    st.subheader("Per question")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table = pd.DataFrame(metrics)
+    table["meaning"] = [describe(key) for key in table.index]
+    st.dataframe(
+        table, width="stretch", column_config={"meaning": st.column_config.TextColumn(width="large")}
+    )
+    with st.expander("What the metrics mean", icon=":material/help:"):
+        st.markdown("\n".join(f"- **{key}**: {text}" for key, text in GLOSSARY.items()))
+    st.subheader("Plots")
+    for column, (alt, png) in zip(st.columns(3), plots(report, results), strict=False):
+        column.image(png, caption=alt, width="stretch")
     if report.get("per_tag"):
         with st.expander("By tag"):
             st.dataframe(pd.DataFrame(report["per_tag"]).T, width="stretch")
     if result.get("html"):
         st.download_button("Download HTML report", result["html"], file_name="report.html", mime="text/html")
+    st.subheader("Per question")
+    only_failures = st.toggle(f"Failures only ({len(wrong)})", key="eval_failures_only")
+    for row in wrong if only_failures else results:
+        show_result(row)
+
+
+def show_result(row: dict[str, Any]) -> None:
+    """One question of a run: its answer rendered, the verdict, and the trace (passages, rules that fired)."""
+    verdict = "wrong" if failed(row["metrics"]) else "declined" if row["refused"] else "right"
+    icon = {"wrong": ":material/close:", "declined": ":material/block:", "right": ":material/check:"}[verdict]
+    with st.expander(_clip(f"{row['id']} · {verdict} · {row['question']}", 160), icon=icon):
+        st.markdown(f"**Question:** {_md(row['question'])}")
+        st.markdown(answer_html(row["answer"]), unsafe_allow_html=True)
+        m = row["metrics"]
+        st.caption(
+            " · ".join(
+                f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}"
+                for key, value in m.items()
+                if value is not None
+            )
+        )
+        trace = row.get("trace") or {}
+        if trace.get("rules"):
+            st.markdown("**Rules that fired:** " + ", ".join(literal.code(str(r)) for r in trace["rules"]))
+        if trace.get("ruled_out"):
+            ruled = ", ".join(f"{literal.code(str(k))} ({v})" for k, v in trace["ruled_out"].items())
+            st.markdown(f"**Passages ruled out by:** {ruled}")
+        for n, passage in enumerate(row.get("passages") or [], start=1):
+            where = f"{passage.get('source')}" + (f", page {passage['page']}" if passage.get("page") else "")
+            st.markdown(f"{n}. {literal.code(where)} · score {passage.get('score', 0):.3f}")
+            st.caption(_md(passage.get("text", "")))
+
+
+# --- feedback -------------------------------------------------------------------------------------
+
+
+def feedback_page() -> None:
+    import pandas as pd
+
+    settings = get_chain().settings
+    st.title("Feedback")
+    try:
+        rows = read_feedback(settings.feedback_db)
+    except Exception as err:  # noqa: BLE001 - an unreadable file is reported, never replaced
+        st.error(_md(f"Could not read {settings.feedback_db}: {err}"))
+        return
+    if not rows:
+        st.info("No rated answers yet: rate one with the thumbs under it on the Chat page.")
+        return
+    down = sum(1 for r in rows if r["score"] == 0)
+    st.caption(
+        f"{len(rows)} rated {'answer' if len(rows) == 1 else 'answers'} ({down} not helpful) in {settings.feedback_db}."
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "rated": r["created_at"].replace("T", " ")[:16],
+                "helpful": "yes" if r["score"] else "no",
+                "question": r["question"],
+                "answer": r["answer"],
+                "correction": r.get("correction") or "",
+            }
+            for r in reversed(rows)
+        ]
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    candidates = qa_candidates(rows)
+    st.subheader(f"QA candidates ({len(candidates)})")
+    st.caption(
+        "Each not-helpful answer with a correction, as a line of a QA file: add its evidence (a phrase of "
+        "the document that answers), then append it to a set in eval/qa/. Also `nhs-assistant feedback export`."
+    )
+    if candidates:
+        lines = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in candidates)
+        st.code(lines, language="json", wrap_lines=True)
+        st.download_button(
+            "Export QA candidates (.jsonl)",
+            lines.encode("utf-8"),
+            file_name="qa-candidates.jsonl",
+            mime="application/jsonl",
+            icon=":material/download:",
+        )
 
 
 # --- layout ---------------------------------------------------------------------------------------
@@ -612,6 +821,7 @@ PAGES = {
     "Documents": documents_page,
     "Targets": targets_page,
     "Evaluation": evaluation_page,
+    "Feedback": feedback_page,
 }
 
 
@@ -630,7 +840,7 @@ def main() -> None:
         index = None  # each page says why and offers the ingest
     # A radio rather than st.navigation: AppTest can drive it, and the pages are functions of this file.
     page = st.sidebar.radio("Page", list(PAGES), key="page", label_visibility="collapsed")
-    sidebar(chain, index)
+    sidebar(chain, index, page)
     PAGES[page]()
 
 

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from assistant import figures
+
 # Bump when chunk text, boundaries or quotable units change (loaders and passages included): an index built by another version is rebuilt, not reused.
 CHUNKER_VERSION = 8
 
@@ -31,7 +33,13 @@ _HEADING_MAX_WORDS = 14
 
 @dataclass
 class Target:
-    """One objective of a table: what the targets register (index/targets.json) holds."""
+    """One row of the targets register (index/targets.json): a table's objective, or a prose priority.
+
+    kind "objective": a row of a table (area and theme from its label columns). kind "priority": a
+    "Label: text" paragraph of a list that a paragraph ending in ":" introduces, under a section heading
+    (area: the heading; theme: the label), such as the business plan's "Increasing Capacity: ... £1
+    billion to create an additional 5,000 hospital beds"; its values are read by figures.read.
+    """
 
     area: str | None
     theme: str | None
@@ -42,6 +50,7 @@ class Target:
     page: int | None
     chunk_id: str
     title: str = ""
+    kind: str = "objective"
 
 
 @dataclass
@@ -110,7 +119,9 @@ def _chunk_page(
         block_end = offsets[k - 1] + len(lines[k - 1])
         pieces, section = _sections(text, block_start, block_end, section, final=k >= len(lines))
         for heading, start, end in pieces:
-            out += _prose_chunks(doc, splitter, text, start, end, heading)
+            prose = _prose_chunks(doc, splitter, text, start, end, heading)
+            targets += _priorities(doc, text, start, end, heading, prose)
+            out += prose
         i = k
     return out
 
@@ -187,6 +198,58 @@ def _prose_chunks(
         )
         page_content = f"{section}\n{content}" if section and section != content else content
         out.append(_make_chunk(doc, page_content, s, s + len(content), kind="prose", section=section))
+    return out
+
+
+# "Increasing Capacity: The plan allocates ...": a label of capitalised words (and the small words between
+# them, or an abbreviation in brackets), no figures, then a sentence.
+_PRIORITY = re.compile(
+    r"(?P<label>[A-Z][A-Za-z'’-]*(?:,?\s+(?:[A-Z][A-Za-z'’-]*|\([A-Za-z]+\)|and|of|for|the|in|to|with|on|&)){0,9})"
+    r":\s+(?P<text>[A-Z].*\S)",
+    re.S,
+)
+_PRIORITY_MIN_WORDS = 6
+
+
+def _priorities(
+    doc: Document, text: str, start: int, end: int, section: str | None, chunks: list[Document]
+) -> list[Target]:
+    """The "Label: text" paragraphs of [start, end) that follow a paragraph ending in ":" (see Target)."""
+    if not section or not chunks:
+        return []
+    out: list[Target] = []
+    listing = False  # inside a list that a lead-in paragraph ("... the following priorities:") opened
+    pos = start
+    for paragraph in re.split(r"(\n[ \t]*\n)", text[start:end]):
+        at, pos = pos, pos + len(paragraph)
+        body = " ".join(paragraph.split())
+        if not body:
+            continue
+        match = _PRIORITY.fullmatch(body)
+        if listing and match and len(match["text"].split()) >= _PRIORITY_MIN_WORDS:
+            at += len(paragraph) - len(paragraph.lstrip())
+            # the chunk holding the whole paragraph (chunks overlap), else the one it starts in
+            stop = at + len(paragraph.strip())
+            chunk = next(
+                (c for c in chunks if c.metadata["start"] <= at and stop <= c.metadata["end"]),
+                next((c for c in chunks if c.metadata["start"] <= at < c.metadata["end"]), chunks[-1]),
+            )
+            out.append(
+                Target(
+                    area=section,
+                    theme=match["label"],
+                    objective=body,
+                    values=list(dict.fromkeys(f.text for f in figures.read(body))),
+                    deadline=extract_deadline(body),
+                    source=str(doc.metadata.get("source")),
+                    page=doc.metadata.get("page"),
+                    chunk_id=chunk.metadata["chunk_id"],
+                    title=str(doc.metadata.get("title") or ""),
+                    kind="priority",
+                )
+            )
+            continue
+        listing = body.endswith(":")
     return out
 
 

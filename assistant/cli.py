@@ -1,4 +1,4 @@
-"""`nhs-assistant ingest | ask | eval | serve | keys | bench`: a thin client of the library.
+"""`nhs-assistant ingest | ask | eval | serve | keys | feedback | bench`: a thin client of the library.
 
 `bench` runs the repository's benchmark (bench/, not part of the installed package) when there is one.
 
@@ -105,6 +105,15 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=["reader", "admin"], default="reader")
     add.set_defaults(run=_keys_add)
 
+    p = command("feedback", "Rated answers, and thumbs-down corrections as QA candidates.")
+    feedback = p.add_subparsers(required=True, metavar="ACTION")
+    export = feedback.add_parser(
+        "export",
+        help="write the thumbs-down answers with a correction as QA JSONL lines (stdout or --out)",
+    )
+    export.add_argument("--out", type=Path, help="write the candidates to this .jsonl file")
+    export.set_defaults(run=_feedback_export)
+
     p = sub.add_parser(
         "bench",
         help="Run the repository's benchmark (python -m bench) from a source checkout.",
@@ -177,12 +186,17 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
     answer = Chain(settings.with_(k=args.k)).ask(args.question, mode=args.mode)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        data = answer.to_dict()
+        data["retrieved"].sort(key=lambda r: -r["score"])  # best first, as a reader expects
+        print(json.dumps(data, ensure_ascii=False))
         return 0
+    from rich.markdown import Markdown
+
     out = _console()
     for notice in answer.trace.get("notices", []):
         _console(stderr=True).print(f"[yellow]{literal.console(notice)}[/yellow]")
-    out.print(literal.console(answer.text))
+    # Our labels ("**Target:**") and list items rendered; everything from the documents literal.
+    out.print(Markdown(literal.terminal_markdown(answer.text)))
     if answer.citations:
         out.print("\nSources:")
     for c in answer.citations:
@@ -264,6 +278,29 @@ def _keys_add(args: argparse.Namespace, settings: Settings) -> int:
     print(f"New {args.role} key (shown only this once; give it to the client):\n  {token}")
     print(
         f"Store its hash in ASSISTANT_API_KEYS (entries separated by commas) or as a line of ASSISTANT_API_KEYS_FILE:\n  {line}"
+    )
+    return 0
+
+
+def _feedback_export(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.feedback import qa_candidates, read_feedback
+
+    rows = read_feedback(settings.feedback_db)
+    lines = [json.dumps(c, ensure_ascii=False) for c in qa_candidates(rows)]
+    text = "".join(f"{line}\n" for line in lines)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise AssistantError(
+            f"Could not write {args.out} ({err.strerror}); pass --out a writable path."
+        ) from None
+    _console(stderr=True).print(
+        f"{len(lines)} QA candidates from {len(rows)} ratings written to {literal.console(str(args.out))}; "
+        "add each one's evidence, then append it to a set in eval/qa/.",
+        highlight=False,
     )
     return 0
 

@@ -37,6 +37,8 @@ class Settings:
     authoritative: str = ""
     max_question_chars: int = 1000
     feedback_db: Path = Path("feedback.sqlite3")
+    # Keep every question and its answer (refused, latency, time; nothing about who asked) in feedback_db.
+    query_log: bool = False
     llm: str = "none"
     gguf_model: str = "qwen2.5-coder-1.5b"
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "nhs-assistant")

@@ -67,13 +67,19 @@ def load_embeddings(settings: Settings, model: str | None = None) -> Embeddings:
 def _load(model: str, runtime: str, cache_dir: Path) -> Embeddings:
     path = model_path(model)
     if runtime == "torch":
-        from langchain_huggingface import HuggingFaceEmbeddings
+        try:
+            from langchain_huggingface import HuggingFaceEmbeddings
 
-        return HuggingFaceEmbeddings(
-            model_name=str(path),
-            model_kwargs={"device": "cpu", "local_files_only": True},
-            encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
-        )
+            return HuggingFaceEmbeddings(
+                model_name=str(path),
+                model_kwargs={"device": "cpu", "local_files_only": True},
+                encode_kwargs={"normalize_embeddings": True, "batch_size": 32},
+            )
+        except ImportError:  # langchain-huggingface imports sentence-transformers only when it is built
+            raise ModelNotInstalledError(
+                "ASSISTANT_EMBEDDING_RUNTIME=torch needs sentence-transformers and torch; install the torch "
+                "extra (`pip install 'nhs-assistant[torch]'`) or use the default runtime, onnx."
+            ) from None
     from assistant.onnx_model import OnnxEmbeddings, onnx_model
 
     return OnnxEmbeddings(onnx_model(model, path, cache_dir, EMBEDDING_RUNTIMES[runtime]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ REQUIRED = ("id", "question", "reference", "facts", "evidence", "sources", "answ
 OPTIONAL = ("pages", "history")
 ROLES = ("user", "assistant")
 _NEEDS = "every line needs " + ", ".join(REQUIRED)
+PASSAGE_CHARS = 600  # of each retrieved passage kept in results.jsonl for the trace
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,11 @@ def evaluate(
     if baseline is not None:
         report["baseline_per_tag"] = _per_tag(theirs, items)
     if out_dir is not None:
-        run = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "qa_file": qa_file}
+        run = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "qa_file": qa_file,
+            "code": code_version(),
+        }
         _write_outputs(report | {"run": run}, results, Path(out_dir))
     return report
 
@@ -179,7 +185,36 @@ def _result(answer: Answer, item: QAItem) -> dict[str, Any]:
         "citations": [asdict(c) for c in answer.citations],
         "metrics": metrics,
         "timings_ms": answer.timings_ms,
+        # What the app's per-question trace shows: the passages by score and the rules that fired.
+        "passages": [
+            asdict(r) | {"text": r.text[:PASSAGE_CHARS]}
+            for r in sorted(answer.retrieved, key=lambda r: -r.score)
+        ],
+        "trace": answer.trace,
     }
+
+
+def code_version() -> str:
+    """The package version, and the git commit of the checkout it runs from ("+changes" when modified)."""
+    from assistant import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    if commit.returncode != 0:  # an installed package, not a checkout
+        return __version__
+    return f"{__version__} ({commit.stdout.strip()}{'+changes' if dirty.stdout.strip() else ''})"
 
 
 def _write_outputs(report: dict[str, Any], results: list[dict[str, Any]], out_dir: Path) -> None:

@@ -92,6 +92,19 @@ def console(text: str) -> str:
     return escape(_CONTROL.sub("", text))
 
 
+def terminal_markdown(text: str) -> str:
+    r"""An answer's text as Markdown for Rich's renderer in a terminal: as `answer`, control characters removed.
+
+    Rich does not turn bare URLs into links, so the word joiners that stop a browser's autolinks are left
+    out: a URL copied from the terminal stays the URL.
+
+    >>> terminal_markdown("**Target:** 76% [1]\n“Improve” [1]")
+    '**Target:** 76% \\[1\\]  \n“Improve” \\[1\\]'
+    """
+    # Two spaces before each line break: Markdown would join the lines of an answer into one.
+    return answer(_CONTROL.sub("", text)).replace(WORD_JOINER, "").replace("\n", "  \n")
+
+
 def _escape_marker(marker: str) -> str:
     """The block marker with its punctuation escaped ("1." -> "1\\.")."""
     return marker[:-1] + "\\" + marker[-1]

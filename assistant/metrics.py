@@ -34,6 +34,48 @@ METRIC_KEYS = (
     "latency_ms_p50",
     "latency_ms_p95",
 )
+# What each metric means, in a sentence (the app's Evaluation page and report.html show these).
+GLOSSARY = {
+    "hit@k": "Share of answerable questions whose evidence is in one of the first k retrieved passages.",
+    "mrr@10": "Mean of 1/rank of the first passage holding the evidence (0 when it is not in the top 10).",
+    "ndcg@10": "Ranking quality of the top 10: 1.0 when every passage holding evidence comes before the rest.",
+    "fact_recall": "Share of a question's expected facts (figures, dates, names) that the answer states.",
+    "answer_accuracy": "Share of answerable questions whose answer states every expected fact.",
+    "citation_support": "Share of answerable questions whose answer cites a passage holding the evidence.",
+    "citation_validity": "Share of all citations whose quote is word for word in the passage it cites.",
+    "page_accuracy": "Share of questions with expected pages whose answer cites one of those pages.",
+    "refusal_accuracy": "Share of questions the documents do not cover that were declined.",
+    "false_refusal_rate": "Share of answerable questions that were declined (lower is better).",
+    "latency_ms_p50": "Median time to answer one question, in milliseconds.",
+    "latency_ms_p95": "95th-percentile time to answer one question: 1 in 20 took longer.",
+}
+
+
+def describe(key: str) -> str:
+    """The glossary sentence of a metric key ("hit@3" reads the "hit@k" entry).
+
+    >>> describe("hit@3")
+    'Share of answerable questions whose evidence is in one of the first 3 retrieved passages.'
+    """
+    if key.startswith("hit@"):
+        return GLOSSARY["hit@k"].replace(" k ", f" {key[4:]} ")
+    return GLOSSARY.get(key, "")
+
+
+def failed(metrics: dict[str, float | int | None]) -> bool:
+    """Whether a question's answer is wrong: an answerable one missing a fact (or declined), or one the
+    documents do not cover that was answered.
+
+    >>> failed({"answer_accuracy": 0.0}), failed({"answer_accuracy": 1.0}), failed({"refusal_accuracy": 0.0})
+    (True, False, True)
+    """
+    return (
+        metrics.get("answer_accuracy") == 0.0
+        or metrics.get("refusal_accuracy") == 0.0
+        or metrics.get("false_refusal_rate") == 1.0
+    )
+
+
 _DASHES = str.maketrans(
     {
         "\u2010": "-",

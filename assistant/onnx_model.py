@@ -8,8 +8,9 @@ The SentenceTransformer itself (transformer, pooling and normalisation, as its m
 once with torch's ONNX exporter into `<cache>/onnx/<model>/`: the graph, its weights beside it (onnxruntime
 maps them instead of copying them, so a process loads faster and peaks ~60 MB lower), the model's own
 tokenizer.json and a record.json (file hashes, tokenizer settings, the versions that made it). Running it
-needs only onnxruntime and tokenizers; converting it needs sentence-transformers and torch (installed for
-ingest, and the reference). Why not a kept converter: sentence-transformers' ONNX backend and export
+needs only onnxruntime and tokenizers. Tracing needs sentence-transformers and torch (the torch extra, which
+`make test` installs); without them - the app's own installation, `make run` - bert_onnx writes the same
+graph from the weights (tests/test_embeddings.py checks both against sentence-transformers). Why not a kept converter: sentence-transformers' ONNX backend and export
 helpers go through optimum, which pins transformers < 4.58 and so breaks sentence-transformers 6.2;
 fastembed fetches its models from a hub. "int8" is the same graph with weights quantised per channel by
 onnxruntime.quantization (no torch needed).
@@ -18,6 +19,7 @@ onnxruntime.quantization (no torch needed).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -185,21 +187,22 @@ def _convert(name: str, source: Path, folder: Path, precision: str) -> None:
 
 
 def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
-    """Trace the SentenceTransformer in `source` into `folder`; return its record (not yet written)."""
-    try:
-        import onnx
-        import torch
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise ModelNotInstalledError(
-            f"Converting the embedding model in {source} to ONNX needs sentence-transformers, torch and "
-            "onnx; install them with `pip install nhs-assistant` (or set ASSISTANT_EMBEDDING_RUNTIME=torch)."
-        ) from None
+    """Trace the SentenceTransformer in `source` into `folder`; return its record (not yet written).
+
+    Without torch (the app's own installation, `make run`), the graph is written from the weights by
+    bert_onnx instead.
+    """
     if not (source / TOKENIZER).is_file():
         raise ModelNotInstalledError(
             f"The embedding model in {source} has no {TOKENIZER}, which the ONNX runtime needs; "
             "set ASSISTANT_EMBEDDING_RUNTIME=torch to run it with sentence-transformers."
         )
+    if not all(importlib.util.find_spec(name) for name in ("torch", "sentence_transformers")):
+        return _build_from_weights(source, folder)
+    import onnx
+    import torch
+    from sentence_transformers import SentenceTransformer
+
     started = time.perf_counter()
     # Eager attention: SDPA's fast path reads the mask's values while tracing, which would freeze them.
     model = SentenceTransformer(
@@ -275,6 +278,37 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
     _check_against(model, folder, record)
     record["export_seconds"] = round(time.perf_counter() - started, 1)
     return record
+
+
+def _build_from_weights(source: Path, folder: Path) -> dict[str, Any]:
+    """Write the graph of `source` from its weights (bert_onnx, no torch) into `folder`; return its record."""
+    from assistant.bert_onnx import OPSET as BUILT_OPSET
+    from assistant.bert_onnx import build_onnx
+
+    started = time.perf_counter()
+    graph_file, weights_file = FILES["fp32"]
+    tmp = folder.parent / f".{folder.name}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir(parents=True)
+    try:
+        shapes = build_onnx(source, tmp / graph_file, weights_file)
+        shutil.copymode(tmp / graph_file, tmp / weights_file)  # onnx writes it owner-only (0600)
+        shutil.copyfile(source / TOKENIZER, tmp / TOKENIZER)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in (weights_file, TOKENIZER, graph_file):
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "format": FORMAT,
+        "source": str(source),
+        "source_files": source_fingerprint(source),
+        **shapes,
+        "opset": BUILT_OPSET,
+        "made_with": {p: _version(p) for p in ("onnx", "onnxruntime", "safetensors")}
+        | {"builder": "bert_onnx"},
+        "sha256": {f: file_sha256(folder / f) for f in (*FILES["fp32"], TOKENIZER)},
+        "export_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _check_against(model: Any, folder: Path, record: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@
 Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
     manifest.json          model, runtime and model-file hash, dimension, chunking, per-file sha256,
                            version, build time, build folder
-    targets.json           the targets register (every table row, see chunking.Target)
+    targets.json           the targets register (every table row and prose priority, see chunking.Target)
     builds/<id>/           index.faiss, vectors.npy, units.npy, docstore.json, targets.json of one build
     .ingest.lock           held by the one ingest that may write (filelock)
 A build is written aside and made current by atomically replacing manifest.json, so a crash at any
@@ -102,10 +102,15 @@ class Index:
 
     chunks: list[Document]
     vectorstore: Any  # langchain_community FAISS
-    targets: list[dict[str, Any]]
+    register: list[dict[str, Any]]  # every row of targets.json: table objectives and prose priorities
     manifest: dict[str, Any]
     embeddings: Embeddings
     unit_vectors: np.ndarray | None = None  # one row per unit, chunks in order
+
+    @functools.cached_property
+    def targets(self) -> list[dict[str, Any]]:
+        """The register's table rows (kind "objective"): what list answers are made of."""
+        return [t for t in self.register if t.get("kind", "objective") == "objective"]
 
     @functools.cached_property
     def unit_rows(self) -> list[int]:

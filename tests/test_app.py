@@ -124,6 +124,15 @@ def test_highlight_escapes_html_and_marks_the_quote(app_module: ModuleType) -> N
     assert html == "A&#38;E &#60;b&#62;<br><mark>no less than 76%</mark> of patients &#33;&#91;x&#93;(y)"
 
 
+def test_a_passage_quoted_twice_is_listed_once_with_both_quotes_marked(app_module: ModuleType) -> None:
+    from assistant.answer import Citation
+
+    cite = [Citation(n, "plan.txt", "Plan", None, None, q, c) for n, q, c in [(1, "76%", "a"), (2, "beds", "b"), (3, "4 hours", "a")]]  # fmt: skip
+    assert [[c.n for c in group] for group in app_module.by_passage(cite)] == [[1, 3], [2]]
+    marked = app_module.highlight("76% within 4 hours; 5,000 beds", "76%", "4 hours", "76% within")
+    assert marked == "<mark>76% within</mark> <mark>4 hours</mark>; 5,000 beds"
+
+
 # --- the page, through AppTest (real model, real index) -------------------------------------------
 
 
@@ -205,6 +214,34 @@ def test_chat_answers_with_a_cited_source(app_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
+def test_the_query_log_keeps_what_was_asked_only_when_switched_on(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assistant.feedback import read_queries
+
+    db = Path(app_env["ASSISTANT_FEEDBACK_DB"])
+    logged = len(read_queries(db))
+    _app().chat_input[0].set_value(QUESTION).run()
+    assert len(read_queries(db)) == logged  # off by default
+    monkeypatch.setenv("ASSISTANT_QUERY_LOG", "1")
+    _app().chat_input[0].set_value(QUESTION).run()
+    [row] = read_queries(db)[logged:]
+    assert (
+        (row["question"], row["refused"]) == (QUESTION, 0)
+        and "76%" in row["answer"]
+        and row["latency_ms"] > 0
+    )
+    assert set(row) == {
+        "id",
+        "created_at",
+        "question",
+        "answer",
+        "refused",
+        "latency_ms",
+    }  # nothing on who asked
+
+
+@pytest.mark.slow
 def test_filters_restrict_the_sources(app_env: dict[str, str]) -> None:
     at = _app()
     at.sidebar.multiselect(key="filter_sources").set_value(["nhs-business-plan-2023-24-breakdown.txt"]).run()
@@ -216,14 +253,26 @@ def test_filters_restrict_the_sources(app_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-def test_targets_page_lists_the_register(app_env: dict[str, str]) -> None:
+def test_targets_page_lists_objectives_and_priorities_with_their_own_filters(app_env: dict[str, str]) -> None:
     at = _go(_app(), "Targets")
     table = at.dataframe[0].value
-    assert len(table) == 31
-    assert list(table.columns) == ["area", "objective", "values", "deadline", "source", "page"]
+    assert list(table.columns) == ["objective", "figures", "deadline", "area", "kind", "source", "page"]
+    assert set(table["kind"]) == {"objective", "priority"} and (table["kind"] == "objective").sum() == 31
+    assert "None" not in set(table["deadline"])  # no deadline is a blank cell
     assert at.download_button[0].label == "Download CSV"
+    # The search filters (document and area of the chat) are not shown here; this page has its own.
+    assert not [m for m in at.sidebar.multiselect if m.key in ("filter_sources", "filter_areas")]
     at.multiselect(key="targets_areas").set_value(["Mental health"]).run()
     assert set(at.dataframe[0].value["area"]) == {"Mental health"}
+    at.multiselect(key="targets_areas").set_value([]).run()
+    at.text_input(key="targets_text").set_value("hospital beds").run()
+    beds = at.dataframe[0].value
+    assert "priority" in set(beds["kind"]) and beds["figures"].str.contains("5,000").any()
+    # A row opens its document with the row's text marked.
+    [show] = [b for b in at.button if b.label == "Show its quote"]
+    show.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("<mark>" in m.value and "hospital beds" in m.value for m in at.markdown)
 
 
 @pytest.mark.slow
@@ -377,6 +426,9 @@ def test_an_api_admin_key_gates_changes_to_the_documents(
 @pytest.mark.slow
 def test_evaluation_page_runs_a_small_qa_file(app_env: dict[str, str]) -> None:
     lines = (ROOT / "eval" / "qa" / "objectives.jsonl").read_text(encoding="utf-8").splitlines()[:2]
+    # A third question whose expected fact no document states: answered wrongly, whatever the answer says.
+    wrong = json.loads(lines[0]) | {"id": "wrong-on-purpose", "facts": ["99.9%"]}
+    lines.append(json.dumps(wrong))
     at = _go(_app(), "Evaluation")
     at.radio(key="eval_source").set_value("Upload").run()
     qa = "\n".join(lines).encode()
@@ -385,10 +437,21 @@ def test_evaluation_page_runs_a_small_qa_file(app_env: dict[str, str]) -> None:
     run.click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    metrics, per_question = at.dataframe[0].value, at.dataframe[1].value
-    assert list(metrics.columns) == ["assistant", "naive baseline"]
+    metrics = at.dataframe[0].value
+    assert list(metrics.columns) == ["assistant", "naive baseline", "meaning"]
     assert metrics.loc["hit@5", "assistant"] == 1.0
-    assert list(per_question["id"]) == [json.loads(line)["id"] for line in lines]
+    assert metrics.loc["hit@5", "meaning"].startswith("Share of answerable questions whose evidence")
+    assert [c for i in at.get("image") for c in i.captions] == [
+        "hit@k curve",
+        "answer accuracy by tag, assistant and baseline",
+        "latency histogram",
+    ]
+    questions = [e.label for e in at.expander if " · " in e.label]
+    assert [label.split(" · ")[0] for label in questions] == [json.loads(line)["id"] for line in lines]
+    at.toggle(key="eval_failures_only").set_value(True).run()
+    assert [e.label.split(" · ")[:2] for e in at.expander if " · " in e.label] == [
+        ["wrong-on-purpose", "wrong"]
+    ]
 
 
 @pytest.mark.slow

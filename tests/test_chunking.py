@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from assistant.chunking import chunk_documents, extract_deadline, extract_values
 from assistant.loaders import load_file
 
@@ -113,3 +115,64 @@ def test_values_and_deadlines_as_written() -> None:
     assert extract_deadline("by 2028") == "2028"
     assert extract_deadline("in line with the March 2025 ambition of 95%") == "March 2025"
     assert extract_deadline("Improve access to perinatal mental health services") is None
+
+
+BUSINESS_PLAN = ROOT / "corpus" / "nhs-business-plan-2023-24-breakdown.txt"
+_LEAD = "The trust's estates plan sets out what it will do this year through the following priorities:"
+
+
+def _priorities(text: str) -> list[tuple[str | None, str | None, list[str]]]:
+    from langchain_core.documents import Document
+
+    doc = Document(page_content=text, metadata={"source": "estates.txt", "page": 1, "title": "Estates"})
+    _, targets = chunk_documents([doc])
+    return [(t.area, t.theme, t.values) for t in targets if t.kind == "priority"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (  # a lead-in ending in ":" opens the list; each "Label: sentence" paragraph is a row
+            f"{_LEAD}\n\nNew Theatres: Two new theatres will open at the county hospital, costing £12 million "
+            "in all.\n\nGreener Buildings (NZE): Every ward will move to heat pumps before the end of the year.",
+            [
+                ("Estates Plan", "New Theatres", ["£12 million"]),
+                ("Estates Plan", "Greener Buildings (NZE)", []),
+            ],
+        ),
+        (  # no lead-in: a "Note: ..." paragraph is not a priority
+            "The plan was agreed by the board in May.\n\nNote: Figures are provisional until the audit "
+            "closes in the autumn.",
+            [],
+        ),
+        (  # a label with a number names an item, not a priority; a short text is a caption
+            f"{_LEAD}\n\nRecommendation 9: The board should review the theatre business case every "
+            "quarter.\n\nOutcome: Fewer delays.",
+            [],
+        ),
+        (  # the list ends at the first paragraph that is not a priority
+            f"{_LEAD}\n\nNew Theatres: Two new theatres will open at the county hospital this year.\n\n"
+            "Funding comes from the capital programme.\n\nCar Parks: The car parks will be resurfaced "
+            "over the summer months by the estates team.",
+            [("Estates Plan", "New Theatres", [])],
+        ),
+    ],
+)
+def test_priorities_are_label_paragraphs_of_an_introduced_list(
+    body: str, expected: list[tuple[str, str, list[str]]]
+) -> None:
+    assert _priorities(f"Estates Plan\n\n{body}") == expected
+
+
+def test_business_plan_priorities_join_the_register_with_their_figures() -> None:
+    chunks, targets = _targets(BUSINESS_PLAN)
+    priorities = [t for t in targets if t.kind == "priority"]
+    assert len(priorities) == 31 and not [t for t in targets if t.kind != "priority"]
+    capacity = priorities[0]
+    assert (capacity.area, capacity.theme) == (
+        "Improving Ambulance Response and A&E Waiting Times",
+        "Increasing Capacity",
+    )
+    assert capacity.values == ["£1 billion", "5,000"]
+    by_id = {c.metadata["chunk_id"]: c for c in chunks}
+    assert all(t.objective in by_id[t.chunk_id].page_content for t in priorities)  # quotable from its chunk

@@ -201,3 +201,16 @@ def test_ingest_waits_for_another_writer_or_fails_clearly_with_no_wait(tmp_path:
     _, stderr = waiting.communicate(timeout=120)
     assert "waiting for it to finish" in stderr
     assert "Nothing was indexed (empty.txt: empty file (0 bytes))" in stderr  # it ran once the lock was free
+
+
+@pytest.mark.slow
+def test_ask_renders_its_labels_and_json_lists_passages_best_first(
+    index_env: Callable[[str], dict[str, str]],
+) -> None:
+    env = index_env("cli-render")
+    shown = _run("ask", "what is the A&E 4-hour target?", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "Target: 76%" in shown.stdout and "**" not in shown.stdout  # Markdown rendered, not printed
+    as_json = _run("ask", "what is the A&E 4-hour target?", "--json", env=env)
+    scores = [r["score"] for r in json.loads(as_json.stdout)["retrieved"]]
+    assert len(scores) > 1 and scores == sorted(scores, reverse=True)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support.streamlit_app import CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
+from tests.support.streamlit_app import (
+    CHROMIUM_ARGS,
+    chromium,
+    free_port,
+    served_app,
+    start_app,
+    stop_app,
+    wait_healthy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
@@ -21,14 +28,6 @@ SESSIONS = [
     ("What's the UCR standard?", "70%"),
     ("What dose of amoxicillin for a 5-year-old?", "clinical advice"),
 ]
-
-
-def _wait_for_line(path: Path, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text(encoding="utf-8", errors="replace"):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{text!r} not in the server log: {path.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
 
 
 def _five_sessions_at_once(browser: object, url: str, expect: Callable[..., object]) -> None:
@@ -51,23 +50,12 @@ def _five_sessions_at_once(browser: object, url: str, expect: Callable[..., obje
 def test_browser_asks_and_sees_a_cited_answer(
     index_env: Callable[[str], dict[str, str]], tmp_path: Path
 ) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not installed; run `make browser`")
     from playwright.sync_api import expect, sync_playwright
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = os.environ | index_env("e2e") | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    log_path = tmp_path / "streamlit.log"
-    log = log_path.open("wb")
-    server = start_app(port, env, log)
-    try:
-        wait_healthy(url, server, timeout=90)
-        # The model and index load when the server starts, before anyone opens the page.
-        _wait_for_line(log_path, "Warm: index of", timeout=90)
+    with served_app(env, tmp_path / "streamlit.log") as url:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 1000})
                 page.goto(url)
@@ -89,8 +77,6 @@ def test_browser_asks_and_sees_a_cited_answer(
                 _five_sessions_at_once(browser, url, expect)
             finally:
                 browser.close()
-    finally:
-        stop_app(server, log)
     assert SCREENSHOT.stat().st_size > 10_000
 
 
@@ -99,9 +85,6 @@ def test_no_request_leaves_the_page_for_links_and_images_in_a_document(
     index_env: Callable[[str], dict[str, str]], tmp_path: Path
 ) -> None:
     # issue 12 finding 5: `![x](http://host/p)` in a document made every viewer's browser fetch the URL
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium is not installed; run `make browser`")
     from playwright.sync_api import expect, sync_playwright
 
     from assistant.config import Settings
@@ -120,7 +103,7 @@ def test_no_request_leaves_the_page_for_links_and_images_in_a_document(
     try:
         wait_healthy(url, server, timeout=90)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page()
                 page.on("request", lambda request: requested.append(request.url))

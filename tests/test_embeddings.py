@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -116,14 +117,29 @@ def test_the_converted_model_is_cached_checked_and_remade_when_damaged_or_stale(
     assert 0.95 < cosines.min() < 0.9999  # close, but other vectors: an index change
 
 
-def test_converting_without_torch_says_what_to_install(
+@pytest.mark.slow
+def test_without_torch_the_graph_is_written_from_the_weights_and_gives_the_same_vectors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
-    with pytest.raises(
-        ModelNotInstalledError, match="needs sentence-transformers, torch and onnx; install them"
-    ):
-        onnx_model(MODEL, model_path(MODEL), tmp_path / "empty-cache")
+    texts = _corpus_texts()[:40] + QUESTIONS
+    reference = load_embeddings(Settings(embedding_runtime="torch")).embed_documents(texts)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in the app's installation (`make run`): no torch
+    built = onnx_model(MODEL, model_path(MODEL), tmp_path / "cache")
+    record = json.loads((built.model_file.parent / "record.json").read_text())
+    assert record["made_with"]["builder"] == "bert_onnx" and record["max_seq_length"] == 256
+    assert _cosines(OnnxEmbeddings(built).embed_documents(texts), reference).min() >= 0.9999
+
+
+def test_a_model_the_builder_cannot_write_names_the_torch_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "other-model"
+    shutil.copytree(model_path(MODEL), source)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps(config | {"model_type": "roberta"}))
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ModelNotInstalledError, match=r"not a BERT model\); install the torch extra"):
+        onnx_model(str(source), source, tmp_path / "cache")
 
 
 def test_an_unknown_runtime_is_named_with_the_choices() -> None:

@@ -10,7 +10,7 @@ import pytest
 from assistant.answer import Answer, Citation, Retrieved
 from assistant.errors import QAFileError
 from assistant.evaluation import QAItem, evaluate, load_qa
-from assistant.metrics import METRIC_KEYS
+from assistant.metrics import METRIC_KEYS, failed
 
 GOOD = {
     "id": "q-1",
@@ -216,3 +216,30 @@ def test_bad_history_is_named(tmp_path: Path) -> None:
     path = _write(tmp_path, json.dumps(GOOD | {"history": [{"role": "bot", "content": "hi"}]}))
     with pytest.raises(QAFileError, match="qa.jsonl line 1: field 'history' must be a list of"):
         load_qa(path)
+
+
+def test_report_names_its_run_and_shows_each_answer_and_its_verdict(tmp_path: Path) -> None:
+    wrong = GOOD | {"id": "q-3", "facts": ["99%"]}  # a figure the answer does not state
+    path = _write(tmp_path, json.dumps(GOOD), json.dumps(UNANSWERABLE), json.dumps(wrong))
+
+    def ask(question: str, history: list[dict[str, str]] | None = None) -> Answer:
+        answer = _ours(question, history)
+        if answer.refused:
+            return answer
+        labelled = "**Target:** 76% <script>alert(1)</script>\n" + answer.text
+        return Answer(question, labelled, False, answer.citations, answer.retrieved[::-1], answer.timings_ms)
+
+    evaluate(load_qa(path), ask, baseline=_naive, out_dir=tmp_path / "out", qa_file=path.name)
+    page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "3 questions from qa.jsonl, answered by nhs-assistant 0.1.0" in page
+    assert "1 of 3 answers wrong." in page
+    assert "<b>Target:</b> 76% &lt;script&gt;alert(1)&lt;/script&gt;<br>No less than 76%" in page
+    assert [v in page for v in ("<span class='bad'>wrong</span>", "<td>declined</td>", "<td>right</td>")] == [
+        True
+    ] * 3
+    assert "Share of answerable questions whose answer states every expected fact." in page  # the glossary
+    assert "alt='answer accuracy by tag, assistant and baseline'" in page
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    # The trace keeps the retrieved passages by score, whatever order the answer listed them in.
+    assert [p["chunk_id"] for p in rows[0]["passages"]] == ["c0", "c1"]
+    assert [failed(r["metrics"]) for r in rows] == [False, False, True]

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,6 +82,41 @@ def wait_healthy(url: str, server: subprocess.Popen[bytes], timeout: float = 90)
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
+
+
+@contextmanager
+def served_app(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """A real `streamlit run app.py` with `env`, its URL yielded once it answers and has warmed its model."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = log_path.open("wb")
+    server = start_app(port, env, log)
+    try:
+        wait_healthy(url, server, timeout=90)
+        # The model and index load when the server starts, before anyone opens the page.
+        wait_for_line(log_path, "Warm: index of", timeout=90)
+        yield url
+    finally:
+        stop_app(server, log)
+
+
+def wait_for_line(path: Path, text: str, timeout: float) -> None:
+    """Wait until the server log at `path` holds `text` (the app prints "Warm: ..." once it is ready)."""
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(encoding="utf-8", errors="replace"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} not in the server log: {path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+
+
+def chromium() -> str:
+    """Debian's chromium, which the browser tests drive (`make browser` installs it)."""
+    import shutil
+
+    found = shutil.which("chromium")
+    if found is None:
+        raise RuntimeError("chromium is not installed; run `make browser`")
+    return found
 
 
 def free_port() -> int:
