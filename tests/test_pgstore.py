@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import psycopg
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
+from test_store import CountingEmbedding
 
 from assistant.config import Settings
 from assistant.errors import ConfigError, IndexBusyError, IndexMissingError, StoreUnavailableError
@@ -34,23 +34,6 @@ QUERIES = [
     "how many GP appointments",
     "cancer faster diagnosis standard 28 days",
 ]
-
-
-class CountingEmbedding(DeterministicFakeEmbedding):
-    """A real Embeddings implementation that counts what it embeds."""
-
-    embedded: int = 0
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        self.embedded += len(texts)
-        return super().embed_documents(texts)
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    folder = tmp_path / "corpus"
-    shutil.copytree(ROOT / "corpus", folder)
-    return folder
 
 
 def _build(
@@ -91,18 +74,23 @@ def test_postgres_holds_and_ranks_what_the_faiss_folder_does(
         assert units_a == units_b
         if vectors_a is not None:
             np.testing.assert_allclose(vectors_b, vectors_a, atol=1e-6)
-    # the same fused hits, with and without filters (the filters apply before ranking on both sides)
+    # the same fused hits, with and without filters (the filters apply before ranking on both sides),
+    # BM25 in PostgreSQL or (ASSISTANT_PG_LEXICAL=memory) in the reader
     left, right = HybridRetriever.from_index(a), HybridRetriever.from_index(b)
+    memory = HybridRetriever.from_index(_load(pg_settings(pg_lexical="memory")))
     areas = {"area": ["Mental health", "Cancer"]}
     for query in QUERIES:
         for filters in (None, areas, {"source": [BUSINESS_PLAN]}):
             hits_a, hits_b = left.search(query, 10, filters), right.search(query, 10, filters)
             assert [h.position for h in hits_b] == [h.position for h in hits_a], (query, filters)
             assert [h.bm25 for h in hits_b] == pytest.approx([h.bm25 for h in hits_a], rel=1e-5)
+            assert [h.position for h in memory.search(query, 10, filters)] == [h.position for h in hits_a]
             if filters:
                 key, values = next(iter(filters.items()))
                 allowed = sum(c.metadata[key] in values for c in b.chunks)
-                assert len(hits_b) == min(10, allowed) and all(h.chunk.metadata[key] in values for h in hits_b)
+                assert len(hits_b) == min(10, allowed) and all(
+                    h.chunk.metadata[key] in values for h in hits_b
+                )
 
 
 def test_reingest_embeds_only_changed_files_and_removed_files_leave(

@@ -28,13 +28,6 @@ class CountingEmbedding(DeterministicFakeEmbedding):
         return super().embed_documents(texts)
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    folder = tmp_path / "corpus"
-    shutil.copytree(ROOT / "corpus", folder)
-    return folder
-
-
 def _build(corpus: Path, settings: Settings, embed: CountingEmbedding | None = None):  # noqa: ANN202
     return build_index([corpus], settings, embeddings=embed or CountingEmbedding(size=64), model=FAKE)
 
@@ -66,7 +59,9 @@ def test_second_ingest_embeds_nothing_and_changes_embed_only_that_file(tmp_path:
     (corpus / "extra.md").write_text("# Extra\n\nA new local target of 12,345 referrals.\n", encoding="utf-8")
     added = CountingEmbedding(size=64)
     report = _build(corpus, settings, added)
-    assert report.embedded == 1 and added.embedded == 1 + report.embedded_units  # the chunk, then its sentences
+    assert (
+        report.embedded == 1 and added.embedded == 1 + report.embedded_units
+    )  # the chunk, then its sentences
     (corpus / "extra.md").unlink()
     report = _build(corpus, settings)  # adds and updates: a document gone from PATHS stays indexed
     assert (report.kept_files, report.removed_files, report.files) == (1, 0, 3)
