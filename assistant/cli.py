@@ -209,8 +209,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_(k=args.k)
     with tempfile.TemporaryDirectory(prefix="nhs-eval-") as tmp:
         corpora = args.corpora or [settings.corpus_dir]
-        if args.corpora:
-            settings = settings.with_(index_dir=Path(tmp) / "index")
+        if args.corpora:  # a throwaway index in a folder, never the shared store
+            settings = settings.with_(index_dir=Path(tmp) / "index", store="faiss")
             build_index(args.corpora, settings)
         chain = Chain(settings)
         baseline = None
