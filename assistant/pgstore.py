@@ -50,7 +50,13 @@ from psycopg.types.json import Jsonb
 from assistant import __version__
 from assistant.chunking import CHUNKER_VERSION
 from assistant.config import Settings
-from assistant.errors import IndexBusyError, IndexMismatchError, IndexMissingError, StoreUnavailableError
+from assistant.errors import (
+    AssistantError,
+    IndexBusyError,
+    IndexMismatchError,
+    IndexMissingError,
+    StoreUnavailableError,
+)
 from assistant.lexicon import bm25_tokens
 from assistant.passages import Unit
 from assistant.store import (
@@ -151,6 +157,8 @@ class PostgresStore:
             check_manifest(manifest, self.settings, model, self.where)
         except IndexMismatchError:  # built with other settings: rebuilt whole
             return None
+        if not _has_tables(self._writer, self, int(manifest.get("dimension", 0))):
+            return None  # tables of an earlier layout: rebuilt whole, every file read again
         return _Previous(manifest, dict(manifest.get("files", {})), self)
 
     def write(self, plan: Plan, old: Any, fail_after_write: Callable[[], None] | None) -> str:
@@ -163,6 +171,11 @@ class PostgresStore:
             current = _manifest(conn, self)
             generation = int(current.get("generation", 0)) if current else 0
             bulk = not _has_tables(conn, self, dimension)
+            if bulk and old is not None and set(plan.order) - set(plan.fresh):
+                raise AssistantError(
+                    f"The vectors of {self.where} have another dimension than the model's ({dimension}); "
+                    "run `nhs-assistant ingest --prune` on every document to rebuild the index whole."
+                )
             if bulk:  # first build, or a model of another dimension: new tables (readers wait for them)
                 self._create(conn, dimension)
             elif old is None:  # other chunking settings: every row goes, in this transaction (MVCC)
@@ -416,9 +429,9 @@ def _in_order(manifest: dict[str, Any], names: list[tuple[str]]) -> dict[str, An
 
 
 def _generation(conn: psycopg.Connection[Any], store: PostgresStore) -> int | None:
+    """The current generation (one round trip: the connection is in autocommit)."""
     try:
-        with conn.transaction():
-            row = conn.execute(store._sql("SELECT generation FROM {s}.meta")).fetchone()
+        row = conn.execute(store._sql("SELECT generation FROM {s}.meta")).fetchone()
     except psycopg.errors.UndefinedTable:
         return None
     return int(row[0]) if row else None

@@ -149,6 +149,19 @@ def test_reingest_embeds_only_changed_files_and_removed_files_leave(
     assert counted == _rows(settings, "SELECT term, df FROM terms ORDER BY 1")
 
 
+def test_tables_of_an_earlier_layout_are_rebuilt_whole(
+    corpus: Path, pg_settings: Callable[..., Settings]
+) -> None:
+    settings = pg_settings()
+    first = _build(corpus, settings)
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:  # as an older release left it
+        conn.execute(f"COMMENT ON TABLE {settings.pg_schema}.chunks IS 'nhs-assistant chunks 0'")
+    (corpus / "extra.md").write_text("# Extra\n\nA new local target of 12,345 referrals.\n", encoding="utf-8")
+    report = _build(corpus, settings)
+    assert report.embedded == first.embedded + 1  # every file read and embedded again, none lost
+    assert set(_load(settings).manifest["files"]) == {p.name for p in corpus.iterdir()}
+
+
 def test_a_failure_before_commit_leaves_the_previous_index(
     corpus: Path, pg_settings: Callable[..., Settings]
 ) -> None:
