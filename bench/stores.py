@@ -61,11 +61,15 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def bench_ingest(pdfs: Path, work: Path) -> dict[str, Any]:
     """`nhs-assistant ingest` of `pdfs` serially and with Ray (1 and 2 workers), each in a new process."""
     runs: dict[str, Any] = {}
-    for name, extra in (
-        ("serial", []),
-        ("ray-1", ["--ray", "--workers", "1"]),
-        ("ray-2", ["--ray", "--workers", "2"]),
-    ):
+    variants = (
+        ("serial", [], {}),
+        # the serial pipeline with torch on one thread, as each Ray worker runs: tells the pipeline's
+        # cost from torch's threading on a loaded machine
+        ("serial-1-thread", [], {"OMP_NUM_THREADS": "1"}),
+        ("ray-1", ["--ray", "--workers", "1"], {}),
+        ("ray-2", ["--ray", "--workers", "2"], {}),
+    )
+    for name, extra, threads in variants:
         index = work / f"ingest-{name}"
         shutil.rmtree(index, ignore_errors=True)
         log(f"ingest {name}: {pdfs}")
@@ -77,7 +81,8 @@ def bench_ingest(pdfs: Path, work: Path) -> dict[str, Any]:
             cwd=ROOT,
             # the pipelines' own thread settings: torch on every core serially, one thread per Ray worker
             env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-            | {"ASSISTANT_STORE": "faiss"},
+            | {"ASSISTANT_STORE": "faiss"}
+            | threads,
             timeout=3600,
         )
         wall = time.perf_counter() - started
@@ -90,6 +95,7 @@ def bench_ingest(pdfs: Path, work: Path) -> dict[str, Any]:
         assert found, summary
         pages, chunks, seconds, embedded, rate = found.groups()
         runs[name] = {
+            "load_average": [round(x, 1) for x in os.getloadavg()],
             "wall_s": round(wall, 1),
             "ingest_s": float(seconds),
             "pages": int(pages),
@@ -98,7 +104,7 @@ def bench_ingest(pdfs: Path, work: Path) -> dict[str, Any]:
             "chunks_per_wall_s": round(int(embedded) / wall, 2),
         }
         log(f"ingest {name}: {runs[name]}")
-    runs["equal"] = _same_index(work / "ingest-serial", [work / "ingest-ray-1", work / "ingest-ray-2"])
+    runs["equal"] = _same_index(work / "ingest-serial", [work / f"ingest-{n}" for n, _, _ in variants[1:]])
     return runs
 
 
@@ -291,7 +297,6 @@ def bench_sizes(
     import faiss
 
     from assistant.config import Settings
-    from assistant.pgstore import EF_SEARCH
     from assistant.store import load_index
 
     texts, vectors, metas = seed_material(seed_index)
@@ -302,7 +307,7 @@ def bench_sizes(
         matrix = np.vstack([f.vectors for f in plan.fresh.values()])
         truth = np.argsort(-(queries @ matrix.T), axis=1)[:, :K]  # exact top-10
         units = sum(len(f.unit_vectors) for f in plan.fresh.values())
-        row: dict[str, Any] = {"n": n, "units": units}
+        row: dict[str, Any] = {"n": n, "units": units, "load_average": [round(x, 1) for x in os.getloadavg()]}
         log(f"{n:,} chunks ({units:,} units): FAISS folder")
         folder = Settings(index_dir=work / f"faiss-{n}")
         shutil.rmtree(folder.index_dir, ignore_errors=True)
@@ -337,7 +342,7 @@ def bench_sizes(
                 [len({p for p, _ in f} & set(t_.tolist())) / K for f, t_ in zip(found, truth, strict=True)]
             )
             sweep.append({"ef_search": ef, "dense_ms": lat, "recall_at_10": round(float(recall), 4)})
-        index.db._run(lambda conn: conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}"))
+        index.db._run(lambda conn, ef=pg.pg_ef_search: conn.execute(f"SET hnsw.ef_search = {ef}"))
         size = _pg_bytes(dsn, pg.pg_schema)
         row["postgres"] = {
             "index": kind,
@@ -409,9 +414,9 @@ def plot(result: dict[str, Any], docs: Path) -> list[str]:
 
     ingest = result.get("ingest")
     if ingest:
-        names = [n for n in ("serial", "ray-1", "ray-2") if n in ingest]
+        names = [n for n in ("serial", "serial-1-thread", "ray-1", "ray-2") if n in ingest]
         fig, ax = plt.subplots(figsize=(6, 3.2))
-        ax.bar(names, [ingest[n]["wall_s"] for n in names], color=["tab:gray", "tab:green", "tab:green"])
+        ax.bar(names, [ingest[n]["wall_s"] for n in names], color=["tab:gray"] * 2 + ["tab:green"] * 2)
         for i, name in enumerate(names):
             ax.text(
                 i,
@@ -470,7 +475,7 @@ def tables(result: dict[str, Any]) -> str:
             "| pipeline | wall s | ingest s | chunks/s (embedding) | chunks / wall s |",
             "|---|---:|---:|---:|---:|",
         ]
-        for name in ("serial", "ray-1", "ray-2"):
+        for name in ("serial", "serial-1-thread", "ray-1", "ray-2"):
             i = ingest[name]
             lines.append(
                 f"| {name} | {i['wall_s']} | {i['ingest_s']} | {i['chunks_per_s']} | {i['chunks_per_wall_s']} |"
@@ -484,6 +489,11 @@ def main() -> int:
     parser.add_argument("--pdfs", type=Path, default=ROOT.parent / "shared" / "pdfs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--quick", action="store_true", help="skip the Ray ingest; seed from corpus/ only")
+    parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="run only the ingest section; keep the sizes of an earlier run",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pgserver import postgres
@@ -513,6 +523,12 @@ def main() -> int:
         else:
             result["ingest"] = bench_ingest(args.pdfs, work)
             seed_index = work / "ingest-serial"
+        if args.ingest_only:
+            earlier = json.loads((args.out / "stores.json").read_text())
+            result["sizes"], result["queries"] = earlier["sizes"], earlier["queries"]
+            result["sizes_started"] = earlier.get("sizes_started", earlier["started"])
+            return _finish(result, args.out)
+        result["sizes_started"] = result["started"]
         questions = [
             item.question
             for f in ("objectives", "pdf", "heldout")
@@ -525,8 +541,12 @@ def main() -> int:
         with postgres(work / "pg", options=options) as dsn:
             result["sizes"] = bench_sizes(args.sizes, seed_index, dsn, work, questions, queries)
     result["queries"] = len(questions)
+    return _finish(result, args.out)
+
+
+def _finish(result: dict[str, Any], out: Path) -> int:
     result["plots"] = plot(result, ROOT / "docs")
-    (args.out / "stores.json").write_text(json.dumps(result, indent=1))
+    (out / "stores.json").write_text(json.dumps(result, indent=1))
     print(tables(result))
     return 0
 
