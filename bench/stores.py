@@ -383,15 +383,32 @@ def plot(result: dict[str, Any], docs: Path) -> list[str]:
 
     rows = result["sizes"]
     ns = [r["n"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.6))
     panels = [
         ("build time (s)", lambda r, s: r[s]["build_s"]),
         ("size on disk (MB)", lambda r, s: r[s]["bytes"] / 1e6),
         ("dense query p50 / p95 (ms)", None),
         ("dense recall@10", lambda r, s: r[s]["recall_at_10"]),
+        ("hybrid retrieval p50 (ms, log)", None),
     ]
     for ax, (title, value) in zip(axes, panels, strict=True):
+        if title.startswith("hybrid"):
+            hybrid = [
+                ("faiss (bm25s)", "tab:blue", lambda r: r["faiss"]["hybrid_ms"]["p50"]),
+                ("postgres, BM25 in SQL", "tab:orange", lambda r: r["postgres"]["hybrid_ms"]["p50"]),
+                (
+                    "postgres, BM25 in memory",
+                    "tab:green",
+                    lambda r: r["postgres"]["memory_lexical"]["hybrid_ms"]["p50"],
+                ),
+            ]
+            for label, colour, get in hybrid:
+                ax.plot(ns, [get(r) for r in rows], "o-", color=colour, label=label)
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
         for side, colour in (("faiss", "tab:blue"), ("postgres", "tab:orange")):
+            if title.startswith("hybrid"):
+                break
             if value is None:
                 ax.plot(
                     ns, [r[side]["dense_ms"]["p50"] for r in rows], "o-", color=colour, label=f"{side} p50"
@@ -494,7 +511,10 @@ def main() -> int:
         action="store_true",
         help="run only the ingest section; keep the sizes of an earlier run",
     )
+    parser.add_argument("--report-only", action="store_true", help="plots and tables of the last run")
     args = parser.parse_args()
+    if args.report_only:
+        return _finish(json.loads((args.out / "stores.json").read_text()), args.out)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from pgserver import postgres
 
