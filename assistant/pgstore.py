@@ -172,8 +172,9 @@ class PostgresStore:
             bulk = not _has_tables(conn, self, dimension)
             if bulk and old is not None and set(plan.order) - set(plan.fresh):
                 raise AssistantError(
-                    f"The vectors of {self.where} have another dimension than the model's ({dimension}); "
-                    "run `nhs-assistant ingest --prune` on every document to rebuild the index whole."
+                    f"The embedding model now gives {dimension}-dimensional vectors and {self.where} holds "
+                    "others under the same model name; set ASSISTANT_PG_SCHEMA to a new schema (or drop "
+                    "this one) and run `nhs-assistant ingest` to build the index again."
                 )
             if bulk:  # first build, or a model of another dimension: new tables (readers wait for them)
                 self._create(conn, dimension)
