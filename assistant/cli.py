@@ -1,4 +1,6 @@
-"""`nhs-assistant ingest | ask | eval | bench`: a thin client of the library.
+"""`nhs-assistant ingest | ask | eval | serve | keys | bench`: a thin client of the library.
+
+`bench` runs the repository's benchmark (bench/, not part of the installed package) when there is one.
 
 Library errors (AssistantError) become one red line on stderr and exit code 1. Text that comes from
 documents or file names is printed literally (Rich markup escaped), never as markup.
@@ -22,7 +24,10 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module="langchain
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.run is not _bench:  # only `bench` passes its arguments on
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     from rich.console import Console
 
     err = Console(stderr=True, emoji=False)
@@ -96,13 +101,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
 
-    p = command(
-        "bench", "Measure ingest, query latency, index scale and app start; write bench.json + plots."
+    p = command("serve", "Serve the OpenAI-compatible HTTP API (docs at /docs).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--corpus", type=Path, help="corpus folder (ASSISTANT_CORPUS_DIR, default corpus/)")
+    p.set_defaults(run=_serve)
+
+    p = command("keys", "Make an API key for `serve`.")
+    keys = p.add_subparsers(required=True, metavar="ACTION")
+    add = keys.add_parser("add", help="print a new key once, and the line that stores its hash")
+    add.add_argument("--role", choices=["reader", "admin"], default="reader")
+    add.set_defaults(run=_keys_add)
+
+    p = sub.add_parser(
+        "bench",
+        help="Run the repository's benchmark (python -m bench) from a source checkout.",
+        description="Run bench/ of the source checkout in the current folder; arguments go to it "
+        "(see `python -m bench --help`).",
+        add_help=False,
     )
-    p.add_argument("--quick", action="store_true", help="tiny versions of each section (under a minute)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.add_argument("--out", type=Path, default=Path("bench/out"), help="output folder (default bench/out)")
-    p.set_defaults(run=_bench)
+    p.set_defaults(run=_bench, index=None)
     return parser
 
 
@@ -220,7 +239,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
             inputs = chain.index.manifest.get("inputs") or [str(c) for c in corpora]
             docs, _ = load_corpus([Path(p) for p in inputs])
-            baseline = NaiveBaseline(docs, load_embeddings(settings.embedding_model)).ask
+            baseline = NaiveBaseline(docs, load_embeddings(settings)).ask
         with _progress_bar() as bar:
             task = bar.add_task("evaluating", total=len(items))
             report = evaluate(
@@ -232,7 +251,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
                 qa_file=str(args.qa),
             )
     if args.json:
-        print(json.dumps({k: report[k] for k in ("metrics", "baseline", "per_tag", "n")}, ensure_ascii=False))
+        print(json.dumps({k: v for k, v in report.items() if k != "run"}, ensure_ascii=False))
         return 0
     _print_metrics(report)
     if args.out:
@@ -253,104 +272,58 @@ def _print_metrics(report: dict[str, Any]) -> None:
     _console().print(table)
 
 
-def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.bench import run_bench
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.server import serve
 
     err = _console(stderr=True)
-    result = run_bench(
-        args.out, quick=args.quick, log=lambda msg: err.print(f"[dim]{msg}[/dim]"), settings=settings
-    )
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-        return 0
-    _print_bench(result)
-    _console().print(f"Wrote {', '.join(result['files'])} to {args.out}/")
+    serve(settings, args.host, args.port, args.workers, log=lambda msg: err.print(f"[yellow]{msg}[/yellow]"))
     return 0
 
 
-def _print_bench(result: dict[str, Any]) -> None:
-    from rich.table import Table
+def _keys_add(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.keys import new_key
 
-    out = _console()
-    ing = result["ingest"]
-    table = Table(title="Ingest")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("PDF pages", str(ing["pages"]))
-    table.add_row("pypdf pages/s (1 process)", f"{ing['pages_per_s']:.1f}")
-    par = ing["parallel"]
-    if "speedup" in par:
-        table.add_row(
-            f"pypdf pages/s ({par['workers']} processes)", f"{par['pages_per_s']:.1f} (x{par['speedup']})"
-        )
-    table.add_row("chunks embedded", str(ing["chunks"]))
-    table.add_row("pipeline chunks/s", f"{ing['embed']['pipeline_chunks_per_s']:.1f}")
-    table.add_row("raw sentence-transformers chunks/s", f"{ing['embed']['raw_chunks_per_s']:.1f}")
-    table.add_row("pipeline / raw", f"{ing['embed']['ratio']:.3f}")
-    table.add_row("peak RSS", f"{ing['peak_rss_bytes'] / 1e6:.0f} MB")
-    out.print(table)
-
-    query = result["query"]
-    table = Table(
-        title=f"Query latency, ms ({query['questions']} questions, {query['index']['chunks']} chunks)"
+    token, line = new_key(args.role)
+    # plain print: a key wrapped by the terminal width could not be copied whole
+    print(f"New {args.role} key (shown only this once; give it to the client):\n  {token}")
+    print(
+        f"Store its hash in ASSISTANT_API_KEYS (entries separated by commas) or as a line of ASSISTANT_API_KEYS_FILE:\n  {line}"
     )
-    for name in ("callers", "step", "p50", "p95", "p99"):
-        table.add_column(name, justify="left" if name in ("callers", "step") else "right")
-    for label, block in (("1", query["single"]), (str(query["concurrent"]["workers"]), query["concurrent"])):
-        for step in ("retrieve", "answer", "total"):
-            p = block[step]
-            table.add_row(label, step, f"{p['p50']:.1f}", f"{p['p95']:.1f}", f"{p['p99']:.1f}")
-    e = query["embed_query_ms"]
-    table.add_row("1", "query embedding", f"{e['p50']:.1f}", f"{e['p95']:.1f}", f"{e['p99']:.1f}")
-    out.print(table)
+    return 0
 
-    table = Table(title="Scale: dense indexes (single queries, 1 thread)")
-    for name in ("chunks", "index", "params", "build s", "MB", "p50 ms", "p95 ms", "recall@10"):
-        table.add_column(name, justify="left" if name in ("index", "params") else "right")
-    for r in result["scale"]["dense"]:
-        if "skipped" in r:
-            table.add_row(f"{r['n']:,}", r["index"], r["params"], "—", "—", "—", "—", r["skipped"])
-            continue
-        lat = r["latency_ms"]
-        table.add_row(
-            f"{r['n']:,}",
-            r["index"],
-            r["params"],
-            f"{r['build_s']:.1f}",
-            f"{r['bytes'] / 1e6:.0f}",
-            f"{lat['p50']:.2f}",
-            f"{lat['p95']:.2f}",
-            f"{r['recall_at_10']:.3f}",
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    """Hand over to `python -m bench` of the checkout in the current folder (the package holds no benchmark)."""
+    import subprocess
+
+    if not (Path.cwd() / "bench" / "__main__.py").is_file():
+        raise AssistantError(
+            f"No benchmark in {Path.cwd()}: it lives in the source repository's bench/ folder, not in the "
+            "installed package; run `nhs-assistant bench` (or `python -m bench`) from a checkout."
         )
-    out.print(table)
-    table = Table(title="Scale: BM25 (bm25s)")
-    for name in ("chunks", "index s", "matrix MB", "RSS growth MB", "p50 ms", "p95 ms"):
-        table.add_column(name, justify="right")
-    for r in result["scale"]["bm25"]:
-        lat = r["latency_ms"]
-        table.add_row(
-            f"{r['n']:,}",
-            f"{r['index_s']:.1f}",
-            f"{r['matrix_bytes'] / 1e6:.0f}",
-            f"{r['rss_growth_bytes'] / 1e6:.0f}",
-            f"{lat['p50']:.2f}",
-            f"{lat['p95']:.2f}",
-        )
-    out.print(table)
-    for note in result["scale"]["notes"]:
-        out.print(f"[yellow]Note:[/yellow] {note}")
-    app = result["app_start"]
-    if "cold" in app:
-        out.print(
-            f"App start to first answer: cold {app['cold']['answered_s']:.1f} s, warm {app['warm']['answered_s']:.1f} s"
-        )
-    else:
-        out.print(f"App start: {app.get('skipped') or app.get('error')}")
+    return subprocess.call([sys.executable, "-m", "bench", *args.rest], cwd=Path.cwd())
 
 
 def _fmt(value: Any) -> str:
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def run() -> None:
+    """The `nhs-assistant` entry point: main(), then leave the process without tearing the interpreter down.
+
+    Finalising the thousands of classes LangChain and pydantic define, one by one, only to exit costs
+    0.3-0.4 s of CPU: a quarter of a new `nhs-assistant ask` (docs/PERFORMANCE.md). Exit handlers still
+    run and the output is flushed; files the commands write are closed before main() returns.
+    """
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()  # e.g. LangSmith's trace upload when LANGSMITH_TRACING is on
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

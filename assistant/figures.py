@@ -1,9 +1,9 @@
 """One reader for the numbers in text: number words, figures with their kind, years, dates and labels.
 
 Questions, passages, the targets register and the generative check all read numbers through here, so
-"sixty seven percent", "67%" and "67 per cent" are the same figure everywhere.
+"seventy seven percent", "77%" and "77 per cent" are the same figure everywhere.
 
-    digits("is it one billion pounds for five thousand beds?")   # 'is it 1000000000 pounds for 5000 beds?'
+    digits("is it two million pounds for forty wards?")   # "is it 2000000 pounds for 40 wards?"
     read("£1 billion to create an additional 5,000 hospital beds")  # [Figure(1e9, 'money'), Figure(5000, 'count')]
 """
 
@@ -30,6 +30,18 @@ _TIME = "|".join(f"(?P<{unit}>{pattern})" for unit, pattern in _TIME_UNITS.items
 _SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9, "b": 1e9}
 _NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SMALL_WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
+# Fractions people use for shares ("three quarters of trusts"), as the percentages documents write.
+_FRACTIONS = {
+    "three quarters": "75%",
+    "3 quarters": "75%",
+    "a quarter": "25%",
+    "one quarter": "25%",
+    "two thirds": "66.7%",
+    "a third": "33.3%",
+    "one third": "33.3%",
+    "half": "50%",
+}
+_FRACTION = re.compile(r"\b(?:" + "|".join(k.replace(" ", r"\s+") for k in _FRACTIONS) + r")\b", re.I)
 
 _MONEY = re.compile(
     rf"(?P<cur>[£$€])\s?(?P<n>{_NUMBER})(?:\s?(?P<scale>thousand|million|billion|bn|mn|m|k|b)\b)?"
@@ -52,7 +64,7 @@ MONTH_YEAR = _MONTH_YEAR = re.compile(rf"\b({_MONTH})\s+((?:19|20)\d\d|[1-4]\d)\
 _LABELLED = re.compile(
     r"\b(cat|category|categories|stage|stages|band|bands|tier|tiers|phase|level|type|figure|fig|table|section"
     r"|chapter|page|appendix|annex|box|step|part|recommendation|recommendations|priority|objective|cohort"
-    r"|cohorts|workshop|workshops|wave|q|question)\.?[ \t]*(\d+)\b",
+    r"|cohorts|workshop|workshops|wave|q|question)\.?[ \t]*(\d+(?:(?:\s*,\s*|\s+(?:and|or|&|to)\s+)\d+\b)*)\b",
     re.I,
 )
 _LABEL_NAMES = {"cat": "category", "categories": "category", "fig": "figure", "q": "question"}
@@ -72,7 +84,7 @@ class Figure:
     def same(self, other: Figure) -> bool:
         """Whether two figures state the same quantity, allowing the rounding people type ("67" for 66.7).
 
-        >>> Figure(67, "percent").same(Figure(66.7, "percent")), Figure(70, "percent").same(Figure(76, "percent"))
+        >>> Figure(77, "percent").same(Figure(76.6, "percent")), Figure(80, "percent").same(Figure(85, "percent"))
         (True, False)
         """
         if self.kind != other.kind or self.unit != other.unit:
@@ -95,15 +107,17 @@ def _alpha2digit() -> object:
 
 
 def digits(text: str) -> str:
-    """`text` with number words as digits: "sixty seven" -> 67, "five thousand" -> 5000, "six weeks" -> 6 weeks.
+    """`text` with number words as digits: "seventy seven" -> 77, "four thousand" -> 4000, "six weeks" -> 6 weeks.
 
     text2num converts number words from three up and leaves "one"/"two" alone ("no one", "one of"); a
     small number word is also converted when a unit of time or measure follows it ("two weeks").
 
-    >>> digits("is the dementia target sixty seven percent")
-    'is the dementia target 67 percent'
+    >>> digits("is the hypertension target seventy seven percent")
+    'is the hypertension target 77 percent'
     >>> digits("within two weeks, one of the two scenarios, a five-year programme")
     'within 2 weeks, one of the two scenarios, a 5-year programme'
+    >>> digits("three quarters of trusts, more than half")
+    '75% of trusts, more than 50%'
     """
     # text2num reads a lone scale word as a number ("£1 billion" -> "£1 1000000000"): keep those as words.
     kept = re.sub(
@@ -116,6 +130,7 @@ def digits(text: str) -> str:
     converted = re.sub(
         "\x00([tmb])", lambda m: {"t": "thousand", "m": "million", "b": "billion"}[m[1]], converted
     )
+    converted = _FRACTION.sub(lambda m: _FRACTIONS[" ".join(m.group(0).lower().split())], converted)
     small = "|".join(_SMALL_WORDS)
     return re.sub(
         rf"\b({small})(?=[\s-]+(?:{_TIME}|per\s?cent|percent|million|billion|thousand)\b)",
@@ -129,18 +144,19 @@ def _value(number: str, scale: str | None = None) -> float:
     return float(number.replace(",", "")) * _SCALE.get((scale or "").lower(), 1.0)
 
 
-def read(text: str) -> list[Figure]:
+@functools.lru_cache(maxsize=8192)
+def read(text: str) -> tuple[Figure, ...]:
     """The quantities a text states, in order: percentages, money, lengths of time and counts.
 
     Years, financial years, month-and-year dates, labels ("category 2", "Table 1") and numbers inside
-    names ("COVID-19") are not quantities. Number words count ("sixty seven percent").
+    names ("COVID-19") are not quantities. Number words count ("seventy seven percent").
 
     >>> [(f.value, f.kind, f.unit) for f in read("no less than 76% of patients seen within 4 hours by March 2024")]
     [(76.0, 'percent', ''), (4.0, 'duration', 'hour')]
     >>> [(f.value, f.kind) for f in read("£1 billion to create an additional 5,000 hospital beds in 2023/24")]
     [(1000000000.0, 'money'), (5000.0, 'count')]
-    >>> read("Improve category 2 ambulance response times (Table 1) after COVID-19")
-    []
+    >>> read("Improve category 2 ambulance response times (Table 1) after COVID-19, over the next 10 years")
+    ()
     """
     text = _blank(digits(text))
     found: list[tuple[int, Figure]] = []
@@ -163,12 +179,19 @@ def read(text: str) -> list[Figure]:
         claim(m, Figure(_value(m["n"]), "duration", unit, m.group(0).strip()))
     for m in _COUNT.finditer(text):
         claim(m, Figure(_value(m["n"], m["scale"]), "count", "", m.group(0).strip()))
-    return [figure for _, figure in sorted(found, key=lambda pair: pair[0])]
+    # cached: the same chunk is read for each of its passages
+    return tuple(figure for _, figure in sorted(found, key=lambda pair: pair[0]))
+
+
+# "over the next 10 years": the horizon of a statement, not a figure it states
+_HORIZON = re.compile(
+    r"\b(?:next|last|past|coming|over the next|in the next)\s+\d+\s+(?:years?|months?|decades?)\b", re.I
+)
 
 
 def _blank(text: str) -> str:
-    """`text` with years, dates, labels and names blanked out (same length, so spans stay put)."""
-    for pattern in (_NAME_NUMBER, _LABELLED, _MONTH_YEAR, _FINANCIAL_YEAR, _YEAR):
+    """`text` with years, dates, labels, names and horizons blanked out (same length, so spans stay put)."""
+    for pattern in (_NAME_NUMBER, _LABELLED, _MONTH_YEAR, _FINANCIAL_YEAR, _YEAR, _HORIZON):
         text = pattern.sub(lambda m: " " * len(m.group(0)), text)
     return text
 
@@ -216,10 +239,13 @@ def labels(text: str) -> set[str]:
 
     >>> sorted(labels("See Table 1, cat 2 and tier 3"))
     ['category 2', 'table 1', 'tier 3']
+    >>> sorted(labels("cancers diagnosed at stages 1 and 2")), sorted(labels("band 6 or 7"))
+    (['stage 1', 'stage 2'], ['band 6', 'band 7'])
     """
     return {
         f"{_LABEL_NAMES.get(label.lower(), label.lower().rstrip('s'))} {number}"
-        for label, number in _LABELLED.findall(text)
+        for label, numbers in _LABELLED.findall(text)
+        for number in re.findall(r"\d+", numbers)
     }
 
 

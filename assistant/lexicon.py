@@ -1,7 +1,7 @@
 """Words: stems and stopwords, the glossary (a data file with a source per entry), and a corpus's vocabulary.
 
     vocabulary = Vocabulary.from_texts(chunk_texts)
-    vocabulary.correct("demntia")             # 'dementia' (a word the documents use, one edit away)
+    vocabulary.correct("hypertenson")         # "hypertension" (a word the documents use, one edit away)
     vocabulary.expansions("the SPR")          # ['single patient record'] when a document defines "(SPR)"
 
 Everything that decides whether two texts share words goes through `stems` here, so questions,
@@ -39,7 +39,7 @@ FRAME_WORDS = frozenset(
     "report reports say says nhs national please give show list mention mentioned mentions actual actually "
     "right exactly really ok okay thanks just like know more extra additional new other else apart one due vs "
     "versus see kind kinds type types sort go going far back now currently whether make made get gets like also "
-    "even still much way ways happen happening done doing said plus"
+    "even still much way ways happen happening done doing said plus big large size many according"
     " january february march april may june july august september october november december".split()
 )
 
@@ -67,6 +67,14 @@ def stem(word: str) -> str:
 
 
 @functools.cache
+def english() -> Any:
+    """pyspellchecker's English dictionary (loaded once, ~0.1 s)."""
+    from spellchecker import SpellChecker
+
+    return SpellChecker(distance=1)
+
+
+@functools.cache
 def stopwords() -> frozenset[str]:
     """The classic English stopword list (the `stopwords` package's 175 words) plus question words."""
     import stopwords as stopword_lists
@@ -85,15 +93,21 @@ def stems(text: str) -> list[str]:
     >>> stems("What are the A&E waiting times?")
     ['a&e', 'wait', 'time']
     """
+    return list(_stems(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def _stems(text: str) -> tuple[str, ...]:
+    # cached: a chunk's text is stemmed once for all of its passages
     stop = stopwords()
-    return [stem(w) for w in words(text) if w not in stop and not w.isdigit()]
+    return tuple(stem(w) for w in words(text) if w not in stop and not w.isdigit())
 
 
 def topic_stems(text: str) -> list[str]:
     """Content stems less the frame words: what a question is about, not what it asks for.
 
-    >>> topic_stems("what is the dementia diagnosis rate target?")
-    ['dementia', 'diagnosi']
+    >>> topic_stems("what is the stroke thrombolysis rate target?")
+    ['stroke', 'thrombolysi']
     """
     frame = {stem(w) for w in FRAME_WORDS}
     return [s for s in stems(text) if s not in frame]
@@ -188,17 +202,34 @@ class Vocabulary:
         return word in self.surface or stem(word) in self.doc_freq
 
     def correct(self, word: str) -> str:
-        """A word the documents use that `word` is a likely typo of ("demntia" -> "dementia"), else `word`.
+        """A word the documents use that `word` is a likely typo of ("hypertenson" -> "hypertension"), else `word`.
 
-        Only words of five letters or more that the documents never use are corrected, to a word they use
-        at least twice that is close in spelling (difflib ratio >= 0.8).
+        Only words of five letters or more that neither the documents nor an English dictionary know
+        ("virtual" is a word, not a typo of "vital") are corrected, to a word the documents use at least
+        twice that is close in spelling (difflib ratio >= 0.8).
         """
         lowered = word.lower()
         if len(lowered) < 5 or not lowered.isalpha() or self.knows(lowered) or lowered in glossary():
             return word
+        if english().known([lowered]):
+            return word
         common = [w for w, n in self.surface.items() if n >= 2 and abs(len(w) - len(lowered)) <= 2]
         match = difflib.get_close_matches(lowered, common, n=1, cutoff=0.8)
         return match[0] if match else word
+
+    def unused_forms(self, text: str) -> set[str]:
+        """Stems of the glossary terms in `text`, and of their expansions, that the documents never use
+        while they do use another form of the same entry ("MH" when they write "mental health")."""
+        entries = glossary()
+        unused: set[str] = set()
+        for w in dict.fromkeys(words(text)):
+            long = self.defined.get(w) or (entries[w].expansion if w in entries else None)
+            if long is None:
+                continue
+            forms = [set(stems(w)), set(stems(long))]
+            if any(f & set(self.doc_freq) for f in forms):
+                unused |= {t for f in forms for t in f if t not in self.doc_freq}
+        return unused
 
     def expansions(self, text: str) -> list[str]:
         """Glossary and document-defined expansions of the terms in `text`.

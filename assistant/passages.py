@@ -33,7 +33,10 @@ _CAPTION = re.compile(
     r"|\bbase:\s*n\s*=|\bprivate (?:&|and) confidential\b|^\s*%\s+of\s+respondents\b",
     re.I,
 )
-_WEB = re.compile(r"https?://|www\.|\b\d{1,2}/\d{1,2}/\d{2,4},\s*\d{1,2}:\d{2}\b|\(mailto:", re.I)
+_WEB_SPAN = re.compile(
+    r"(?:https?://|www\.)\S+|\b\d{1,2}/\d{1,2}/\d{2,4},\s*\d{1,2}:\d{2}\s*(?:[AP]M)?.*|\(mailto:\S+|\S+@\S+\.\S+",
+    re.I,
+)
 
 
 def sentences(text: str) -> list[str]:
@@ -178,7 +181,7 @@ def _segments(body: str, start: int, chunk: Document, furniture: Furniture | Non
     pos, seg = start, start
     for line in body[start:].split("\n"):
         end = pos + len(line)
-        if (furniture and furniture.holds(chunk, line)) or _WEB.search(line) or _DOT_LEADER.search(line):
+        if (furniture and furniture.holds(chunk, line)) or _web_line(line) or _DOT_LEADER.search(line):
             if body[seg:pos].strip():
                 spans.append((seg, pos))
             seg = end + 1
@@ -200,7 +203,18 @@ def is_furniture(text: str) -> bool:
     numeric = sum(bool(re.fullmatch(r"[\d.,%()+\-–£$]+", t)) for t in tokens)
     if numeric / len(tokens) > 0.4:
         return True
-    return bool(_WEB.search(text))
+    return _web_line(text)
+
+
+def _web_line(text: str) -> bool:
+    """Whether a line is a web address, a print timestamp or an e-mail link more than it is prose (the
+    footer a browser prints on every page), not prose that mentions a link.
+
+    >>> _web_line("https://www.example.nhs.uk/report/?utm_source=x 1/10"), _web_line("See [the plan](http://x.uk) for more on it.")
+    (True, False)
+    """
+    found = sum(len(m.group(0)) for m in _WEB_SPAN.finditer(text))
+    return found > 0.4 * len(text.strip())
 
 
 def quote_units(chunk: Document, furniture: Furniture | None = None) -> list[str]:

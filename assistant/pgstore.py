@@ -216,7 +216,7 @@ class PostgresStore:
                 "format": FORMAT,
                 "build": datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
                 "generation": generation + 1,
-                "embedding_model": plan.model,
+                **plan.embedding,
                 "dimension": dimension,
                 "chunk_size": self.settings.chunk_size,
                 "chunk_overlap": self.settings.chunk_overlap,

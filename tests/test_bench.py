@@ -1,4 +1,4 @@
-"""`nhs-assistant bench --quick` end to end: the JSON it prints and the files it writes (no timing asserts)."""
+"""`python -m bench --quick` end to end: the JSON it prints and the files it writes (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_quick_bench_writes_json_and_plots(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     printed = json.loads(run.stdout)
@@ -35,8 +35,16 @@ def test_quick_bench_writes_json_and_plots(tmp_path: Path) -> None:
     ingest = saved["ingest"]
     assert ingest["pages"] == 3
     assert ingest["chunks"] > 0
-    assert {"pipeline_chunks_per_s", "raw_chunks_per_s", "ratio"} <= set(ingest["embed"])
-    assert ingest["peak_rss_bytes"] > 0
+    runtimes = ingest["embed"]["runtimes"]
+    assert [r["runtime"] for r in runtimes] == ["torch", "onnx"]  # before, then after, same files
+    assert all(r["chunks"] == ingest["chunks"] and r["peak_rss_bytes"] > 0 for r in runtimes)
+    assert all(r["chunks_per_s"] > 0 and r["chunks_per_cpu_s"] > 0 for r in runtimes)
+
+    startup = saved["startup"]
+    for key in ("import_sentence_transformers", "ask_onnx", "ask_torch"):
+        assert startup[key]["runs"] == 1 and startup[key]["failed"] == 0
+        assert startup[key]["seconds_median"] > 0 and startup[key]["peak_rss_bytes_max"] > 0
+    assert startup["ask_onnx_vs_import"] > 0
 
     query = saved["query"]
     assert query["questions"] == 50
@@ -57,8 +65,29 @@ def test_quick_bench_writes_json_and_plots(tmp_path: Path) -> None:
     assert scale["bm25"][0]["n"] == 10_000
     assert any("NOT embedded" in note for note in scale["notes"])
     assert "10000" in scale["choice"]
-    assert saved["app_start"] == {"skipped": "--quick"}
+    assert saved["app"] == {"skipped": "--quick"}
+    assert saved["stores"] == {"skipped": "--quick"}
+
+    quality = saved["quality"]
+    assert set(quality["sets"]) == {p.name for p in (ROOT / "eval" / "qa").glob("*.jsonl")}
+    for qa in quality["sets"].values():
+        assert set(qa["metrics"]) == {"torch", "onnx"} and qa["metrics"]["onnx"]
+    assert set(quality["within_tolerance"]) == {"onnx"}
 
     for name in saved["files"]:
         assert (out / name).stat().st_size > 0
     assert {"latency_vs_size.png", "memory_vs_size.png"} <= set(saved["files"])
+
+
+def test_bench_outside_a_checkout_says_where_it_lives(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "assistant", "bench", "--quick"],
+        cwd=tmp_path,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert "source repository's bench/ folder, not in the installed package" in run.stderr
+    assert not (tmp_path / "bench").exists()

@@ -150,3 +150,20 @@ def test_twenty_threads_get_the_serial_answers(chain: Chain) -> None:
     with ThreadPoolExecutor(20) as pool:
         parallel = [a.to_dict()["answer"] for a in pool.map(chain.ask, questions)]
     assert parallel == serial
+
+
+@pytest.mark.slow
+def test_a_generated_figure_that_loses_its_qualifier_falls_back_to_the_quote(corpus_index: Path) -> None:
+    from dataclasses import replace
+
+    from langchain_core.language_models import FakeListChatModel
+
+    chain = Chain(replace(Settings(index_dir=corpus_index / "index"), llm="gguf"))
+    # The objective says "to an average of 30 minutes"; the model says "cut by 30 minutes".
+    chain._chat_model = FakeListChatModel(
+        responses=["Category 2 response times should be cut by 30 minutes [1]"]
+    )
+    answer = chain.ask("what mean response time is set for category 2 calls?", mode="generative")
+    assert not answer.refused and "an average of 30 minutes" in answer.text
+    assert "cut by" not in answer.text
+    assert "meaning changed" in answer.trace["generative"]["fallback"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from assistant.bench import CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
+from tests.support.streamlit_app import CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
@@ -20,6 +21,14 @@ SESSIONS = [
     ("What's the UCR standard?", "70%"),
     ("What dose of amoxicillin for a 5-year-old?", "clinical advice"),
 ]
+
+
+def _wait_for_line(path: Path, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(encoding="utf-8", errors="replace"):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{text!r} not in the server log: {path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
 
 
 def _five_sessions_at_once(browser: object, url: str, expect: Callable[..., object]) -> None:
@@ -50,10 +59,13 @@ def test_browser_asks_and_sees_a_cited_answer(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = os.environ | index_env("e2e") | {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    log = (tmp_path / "streamlit.log").open("wb")
+    log_path = tmp_path / "streamlit.log"
+    log = log_path.open("wb")
     server = start_app(port, env, log)
     try:
         wait_healthy(url, server, timeout=90)
+        # The model and index load when the server starts, before anyone opens the page.
+        _wait_for_line(log_path, "Warm: index of", timeout=90)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:

@@ -5,6 +5,11 @@ system improved, now to the answer issue's targets (measured 2026-11-24: hit@1 0
 fact_recall 0.982, refusal 1.0, false refusals 0; later 1.0 on each). The held-out set (written blind,
 measured 0.938 / 0.969 / 0.938 / 1.0 / 0) and the PDF set (hit@1 0.85, fact_recall 0.75, refusal 1.0,
 false refusals 0.10) have gates a little under their measured levels. Thresholds only ever tighten.
+
+The two sets written blind for the answer issue (issue 11) run on the two planning documents plus the
+three reports in eval/pdfs: dev.jsonl (tuning data for the evidence policy) and blind.jsonl (never tuned
+on). Their gates sit a little under the levels measured when the evidence policy landed (docs/QUALITY.md);
+they guard against regressions and are not the issue's targets, which are not all met.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ MAX_FALSE_REFUSALS = 0.03
 HELDOUT_GATE = {"hit@1": 0.9, "mrr@10": 0.95, "fact_recall": 0.9, "refusal_accuracy": 0.9}
 PDF_GATE = {"hit@1": 0.8, "fact_recall": 0.7, "refusal_accuracy": 0.66}
 PDF_MAX_FALSE_REFUSALS = 0.1
+BLIND_GATE = {"hit@1": 0.75, "fact_recall": 0.7, "page_accuracy": 0.7, "refusal_accuracy": 0.85}
+BLIND_MAX_FALSE_REFUSALS = 0.1
 
 
 def _eval(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,7 +52,7 @@ def test_objectives_set_passes_the_gate_and_beats_the_baseline(corpus_index: Pat
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"metrics", "baseline", "per_tag", "n"} and report["n"] == 71
+    assert set(report) == {"metrics", "baseline", "per_tag", "baseline_per_tag", "n"} and report["n"] == 71
     metrics, baseline = report["metrics"], report["baseline"]
     for key, floor in GATE.items():
         assert metrics[key] >= floor, f"{key} {metrics[key]:.3f} is below the gate {floor}"
@@ -129,3 +136,31 @@ def test_bad_qa_file_names_the_line_and_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "bad.jsonl line 1" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def documents_and_reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One index of corpus/ and eval/pdfs/, the corpus the blind-written sets were written for."""
+    index = tmp_path_factory.mktemp("blind") / "index"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "assistant", "ingest", "corpus", "eval/pdfs", "--index", str(index)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    return index
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["blind", "dev"])
+def test_blind_written_sets_pass_their_gate(documents_and_reports: Path, name: str) -> None:
+    result = _eval(f"eval/qa/{name}.jsonl", "--index", str(documents_and_reports), "--no-baseline", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["metrics"]
+    for key, floor in BLIND_GATE.items():
+        assert metrics[key] >= floor, f"{name}: {key} {metrics[key]:.3f} is below the gate {floor}"
+    assert metrics["false_refusal_rate"] <= BLIND_MAX_FALSE_REFUSALS
+    assert metrics["citation_validity"] == 1.0

@@ -239,9 +239,8 @@ def test_a_second_writer_waits_or_fails_clearly(corpus: Path, pg_settings: Calla
 def test_settings_and_connection_errors_say_what_to_do(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], pg_settings: Callable[..., Settings]
 ) -> None:
-    from pgserver import free_port
-
     from assistant.cli import main
+    from tests.support.pgserver import free_port
 
     with pytest.raises(ConfigError, match="ASSISTANT_STORE .'mongo'. must be one of faiss, postgres"):
         Settings(store="mongo")

@@ -100,6 +100,42 @@ def test_manifest_mismatch_says_what_to_run(tmp_path: Path, corpus: Path) -> Non
     assert "run `nhs-assistant ingest`" in str(caught.value)
 
 
+def test_a_runtime_that_changes_vectors_is_an_index_change(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")  # the default runtime, onnx (fp32 vectors)
+    _build(corpus, settings)
+    manifest = json.loads((settings.index_dir / "manifest.json").read_text())
+    assert (manifest["embedding_runtime"], manifest["embedding_vectors"]) == ("onnx", "fp32")
+    # torch gives the same vectors as onnx: the index stays usable and nothing is re-embedded.
+    load_index(settings.with_(embedding_runtime="torch"), DeterministicFakeEmbedding(size=64), model=FAKE)
+    same = CountingEmbedding(size=64)
+    assert _build(corpus, settings.with_(embedding_runtime="torch"), same).embedded == 0
+    int8 = settings.with_(embedding_runtime="onnx-int8")
+    with pytest.raises(IndexMismatchError) as caught:
+        load_index(int8, DeterministicFakeEmbedding(size=64), model=FAKE)
+    assert "embedding_vectors 'fp32' (settings say 'int8')" in str(caught.value)
+    assert "run `nhs-assistant ingest`" in str(caught.value)
+    rebuilt = CountingEmbedding(size=64)
+    report = _build(corpus, int8, rebuilt)
+    # Every chunk (and every sentence unit) embedded again, as for a chunking change.
+    assert report.embedded == report.chunks and rebuilt.embedded == report.embedded + report.embedded_units
+    assert json.loads((settings.index_dir / "manifest.json").read_text())["embedding_vectors"] == "int8"
+
+
+def test_an_index_from_before_runtimes_counts_as_fp32(tmp_path: Path, corpus: Path) -> None:
+    settings = Settings(index_dir=tmp_path / "index")
+    _build(corpus, settings)
+    path = settings.index_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for key in ("embedding_runtime", "embedding_vectors", "embedding_files"):
+        del manifest[key]
+    path.write_text(json.dumps(manifest))
+    assert load_index(settings, DeterministicFakeEmbedding(size=64), model=FAKE).chunks
+    with pytest.raises(IndexMismatchError, match="embedding_vectors 'fp32'"):
+        load_index(
+            settings.with_(embedding_runtime="onnx-int8"), DeterministicFakeEmbedding(size=64), model=FAKE
+        )
+
+
 def test_missing_index_says_to_ingest(tmp_path: Path) -> None:
     with pytest.raises(IndexMissingError, match="run `nhs-assistant ingest`"):
         load_index(Settings(index_dir=tmp_path / "none"), DeterministicFakeEmbedding(size=64))
