@@ -18,7 +18,7 @@ from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 # Bump when chunk text, boundaries or quotable units change (loaders and passages included): an index built by another version is rebuilt, not reused.
-CHUNKER_VERSION = 7
+CHUNKER_VERSION = 8
 
 MONTHS = "january february march april may june july august september october november december".split()
 # Words after which a wrapped table cell must go on: the next line continues the same cell.

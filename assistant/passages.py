@@ -33,6 +33,7 @@ _CAPTION = re.compile(
     r"|\bbase:\s*n\s*=|\bprivate (?:&|and) confidential\b|^\s*%\s+of\s+respondents\b",
     re.I,
 )
+_PROSE_WORDS = 8  # words outside its links that make a line prose, however many links it has
 _WEB_SPAN = re.compile(
     r"(?:https?://|www\.)\S+|\b\d{1,2}/\d{1,2}/\d{2,4},\s*\d{1,2}:\d{2}\s*(?:[AP]M)?.*|\(mailto:\S+|\S+@\S+\.\S+",
     re.I,
@@ -212,9 +213,13 @@ def _web_line(text: str) -> bool:
 
     >>> _web_line("https://www.example.nhs.uk/report/?utm_source=x 1/10"), _web_line("See [the plan](http://x.uk) for more on it.")
     (True, False)
+    >>> _web_line("The clinic [map](https://www.example.org/map.png) lists nine new sites across the county [list](https://www.example.org/l)")
+    False
     """
     found = sum(len(m.group(0)) for m in _WEB_SPAN.finditer(text))
-    return found > 0.4 * len(text.strip())
+    # A sentence that carries several links still has a sentence's words beside them; a footer has none.
+    prose = re.findall(r"[A-Za-z]{2,}", _WEB_SPAN.sub(" ", text))
+    return found > 0.4 * len(text.strip()) and len(prose) < _PROSE_WORDS
 
 
 def quote_units(chunk: Document, furniture: Furniture | None = None) -> list[str]:

@@ -323,6 +323,41 @@ def test_injected_instructions_only_appear_as_a_quote_of_their_document(tmp_path
                 assert cited and all(c.source == "bulletin.md" and "10%" in c.quote for c in cited)
 
 
+PLAN = """# Regional outpatient plan 2024/25
+
+## Outpatients
+
+Increase the share of outpatient follow-ups offered as a video consultation to 40% by March 2025.
+
+Cut missed outpatient appointments by a quarter through text reminders.
+"""
+NOTES = """# Practice notes from the outpatient working group
+
+The video consultation target for outpatient follow-ups is 15% by March 2025, according to our working group.
+
+Clinics should record the reason a patient declined a video appointment.
+"""
+
+
+@pytest.mark.slow
+def test_documents_that_disagree_are_both_quoted_and_the_authoritative_one_leads(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "regional-plan.md").write_text(PLAN, encoding="utf-8")
+    (corpus / "practice-notes.md").write_text(NOTES, encoding="utf-8")
+    settings = Settings(index_dir=tmp_path / "index")
+    build_index([corpus], settings)
+    question = "video consultation target for outpatient follow-ups?"
+
+    answer = Chain(settings).ask(question)
+    assert "different figures" in answer.text and "40%" in answer.text and "15%" in answer.text
+    assert {c.source for c in answer.citations[:2]} == {"regional-plan.md", "practice-notes.md"}
+
+    trusted = Chain(Settings(index_dir=settings.index_dir, authoritative="regional-plan.md")).ask(question)
+    assert [c.source for c in trusted.citations[:2]] == ["regional-plan.md", "practice-notes.md"]
+    assert "authoritative" in trusted.text and trusted.text.index("40%") < trusted.text.index("15%")
+
+
 @pytest.mark.slow
 def test_questions_in_another_language_and_odd_characters_do_not_crash(corpus_index: Path) -> None:
     chain = Chain(Settings(index_dir=corpus_index / "index"))
