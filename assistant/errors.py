@@ -6,7 +6,8 @@
      ├── IndexError_
      │    ├── IndexMissingError  no index built yet
      │    ├── IndexMismatchError the index was built with other settings
-     │    └── IndexBusyError     another ingest is writing the index (and this one would not wait)
+     │    ├── IndexBusyError     another ingest is writing the index (and this one would not wait)
+     │    └── StoreUnavailableError the index's database cannot be reached
      ├── ModelNotInstalledError a model package is missing
      ├── QuestionError          an empty or unusable question
      └── QAFileError            a bad line in a QA (evaluation) file
@@ -51,6 +52,10 @@ class IndexMismatchError(IndexError_):
 
 class IndexBusyError(IndexError_):
     """Another ingest holds the index folder's writer lock."""
+
+
+class StoreUnavailableError(IndexError_):
+    """The database that holds the index (ASSISTANT_STORE=postgres) cannot be reached."""
 
 
 class ModelNotInstalledError(AssistantError):

@@ -51,6 +51,16 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+def bm25_tokens(texts: list[str], ids: bool = True) -> Any:
+    """BM25's tokens of each text (bm25s: TOKEN words, English stopwords, stemmed; "A&E" stays one token),
+    as bm25s ids with their vocabulary, or with `ids=False` as lists of strings (the PostgreSQL store's)."""
+    import bm25s
+
+    return bm25s.tokenize(
+        texts, token_pattern=TOKEN, stopwords="en", stemmer=_stemmer(), return_ids=ids, show_progress=False
+    )
+
+
 def stem(word: str) -> str:
     """The English (Porter-family) stem of one lower-case word."""
     return str(_stemmer().stemWord(word))

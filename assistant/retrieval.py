@@ -17,8 +17,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from assistant.lexicon import TOKEN, stem, stems
-from assistant.store import Index
+from assistant.lexicon import TOKEN, bm25_tokens, stem, stems
+from assistant.store import Index, Lexical
 
 FILTER_KEYS = ("source", "area", "theme")
 
@@ -39,35 +39,18 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     return list(zip(words, words[1:], strict=False))
 
 
-class _Tokenizer:
-    """bm25s tokenisation with an English stemmer, keeping "A&E" and "G&A" as one token."""
-
-    def __init__(self) -> None:
-        import Stemmer
-
-        self.stemmer = Stemmer.Stemmer("english")
-
-    def __call__(self, texts: Sequence[str]) -> Any:
-        import bm25s
-
-        return bm25s.tokenize(
-            list(texts), token_pattern=TOKEN, stopwords="en", stemmer=self.stemmer, show_progress=False
-        )
-
-
 class Sparse:
     """BM25 over the chunks' text (bm25s: sparse matrices, fast at a million chunks)."""
 
     def __init__(self, texts: Sequence[str]) -> None:
         import bm25s
 
-        self.tokenize = _Tokenizer()
         self.model = bm25s.BM25()
-        self.model.index(self.tokenize(texts), show_progress=False)
+        self.model.index(bm25_tokens(list(texts)), show_progress=False)
         self.size = len(texts)
 
     def search(self, query: str, k: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
-        tokens = self.tokenize([query])
+        tokens = bm25_tokens([query])
         if not any(tokens.ids[0] if hasattr(tokens, "ids") else tokens[0]):
             return []
         k = min(k, self.size if mask is None else int(mask.sum()))
@@ -89,7 +72,7 @@ class HybridRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     index: Index
-    sparse: Sparse
+    sparse: Lexical  # bm25s over the chunks, or the store's own (PostgreSQL full text)
     k: int = 5
     fetch_k: int = 40
     # (dense, BM25) weights and the RRF constant; the chain passes the evidence policy's fitted ones.
@@ -103,7 +86,7 @@ class HybridRetriever(BaseRetriever):
     def from_index(cls, index: Index, k: int = 5, **kwargs: Any) -> HybridRetriever:
         from langchain_classic.retrievers import EnsembleRetriever
 
-        sparse = Sparse([c.page_content for c in index.chunks])
+        sparse = index.lexical() or Sparse([c.page_content for c in index.chunks])
         columns = {
             key: np.array([str(c.metadata.get(key)) for c in index.chunks], dtype=object)
             for key in FILTER_KEYS
@@ -202,7 +185,7 @@ class HybridRetriever(BaseRetriever):
         return self.index.chunks[position]
 
     def _cosine(self, vector: np.ndarray, position: int) -> float:
-        return float(np.dot(self.index.faiss_index.reconstruct(position), vector))
+        return float(np.dot(self.index.vector(position), vector))
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any

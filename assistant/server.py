@@ -59,7 +59,7 @@ from assistant.errors import (
 from assistant.jobs import Jobs, Progress
 from assistant.keys import HOW_TO_ADD, ApiKey, allows, load_keys, role_of
 from assistant.loaders import find_files
-from assistant.store import Index, manifest_path
+from assistant.store import Index
 
 log = logging.getLogger(__name__)
 
@@ -164,18 +164,15 @@ class _State:
         self.metrics = _Metrics()
         self.started = int(time.time())
         self.warm = threading.Event()
-        self._stamp = _manifest_stamp(settings.index_dir)
         self._known: tuple[Any, set[str], set[str]] = (None, set(), set())
 
     def fresh_chain(self) -> Chain:
-        """The chain, told to reload when the manifest was replaced since (an ingest by any process).
+        """The chain, told to reload when another process made a new build current (any store).
 
-        A stat per request: cheap enough, and it makes every worker see a new index without a restart.
+        A stat (or, with the postgres store, one query) per request: cheap enough, and it makes every
+        worker and replica see a new index without a restart.
         """
-        stamp = _manifest_stamp(self.settings.index_dir)
-        if stamp != self._stamp:
-            self._stamp = stamp
-            self.chain.reload()
+        self.chain.refresh()
         return self.chain
 
     def known(self, index: Index) -> tuple[set[str], set[str]]:
@@ -189,15 +186,6 @@ class _State:
 
     def models(self) -> list[str]:
         return [MODEL] + ([GENERATIVE_MODEL] if self.settings.llm != "none" else [])
-
-
-def _manifest_stamp(index_dir: Path) -> tuple[int, int, int] | None:
-    # The manifest is replaced with os.replace on every ingest, so its inode changes too.
-    try:
-        st = os.stat(manifest_path(index_dir))
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def create_app(settings: Settings | None = None, chain: Chain | None = None) -> FastAPI:
@@ -764,7 +752,6 @@ def _ingest(state: _State, remove: tuple[str, ...], progress: Progress) -> dict[
     """Add and update the corpus folder's documents in the index (unchanged ones reused), take out the
     `remove`d ones, then make this process's chain reload. Another ingest (any process) goes first."""
     report = state.chain.reindex(remove, progress, on_wait=lambda message: progress(message, 0, 0))
-    state.fresh_chain()  # notes the new manifest, so the next request does not reload again
     return {
         "files": report.files,
         "reused_files": report.reused_files,

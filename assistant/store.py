@@ -4,6 +4,11 @@
     index = load_index(settings)                            # checks the manifest against the settings
     hits = index.search(index.embed_query("A&E 4-hour target"), k=5)
 
+Where the index lives is a `Store`, chosen by ASSISTANT_STORE (`open_store`): `FolderStore` (faiss, the
+default, below) or `pgstore.PostgresStore` (postgres: PostgreSQL + pgvector, shared by many replicas).
+Both are written by the same ingest (`build_index`: which files changed, what to read, what to embed),
+read and embedded by a `Pipeline`: this process (`SerialPipeline`) or a Ray cluster (`distributed`).
+
 Layout of the index folder (ASSISTANT_INDEX_DIR, default index/):
     manifest.json          model, runtime and model-file hash, dimension, chunking, per-file sha256,
                            version, build time, build folder
@@ -27,11 +32,11 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from langchain_core.documents import Document
@@ -43,6 +48,7 @@ from assistant.config import EMBEDDING_RUNTIMES, Settings
 from assistant.embeddings import describe, load_embeddings
 from assistant.errors import (
     AssistantError,
+    ConfigError,
     DocumentError,
     IndexBusyError,
     IndexMismatchError,
@@ -71,6 +77,13 @@ LOAD_ATTEMPTS = 3
 LOCK_NAME = ".ingest.lock"
 
 Progress = Callable[[str, int, int], None]
+
+
+@runtime_checkable
+class Lexical(Protocol):
+    """The lexical (BM25) side of retrieval: top-k (position, score), `mask` filtering before ranking."""
+
+    def search(self, query: str, k: int, mask: np.ndarray | None = None) -> list[tuple[int, float]]: ...
 
 
 @dataclass
@@ -106,6 +119,10 @@ class Index:
     manifest: dict[str, Any]
     embeddings: Embeddings
     unit_vectors: np.ndarray | None = None  # one row per unit, chunks in order
+    # What the store answers now for "which build is current" (Store.generation), and that answer
+    # when this index was read: they differ once another process has ingested.
+    origin: Callable[[], object] | None = None
+    generation: object = None
 
     @functools.cached_property
     def targets(self) -> list[dict[str, Any]]:
@@ -119,14 +136,22 @@ class Index:
 
     def units_of(self, position: int) -> tuple[list[Unit], np.ndarray | None]:
         """A chunk's quotable units and their vectors (None when the index has none)."""
-        chunk = self.chunks[position]
-        found = [
-            Unit(chunk.page_content[a:b], a, row="r" in f, caption="c" in f)
-            for a, b, f in chunk.metadata.get("units") or ()
-        ]
+        found = _units(self.chunks[position])
         if self.unit_vectors is None or not found:
             return found, None
         return found, self.unit_vectors[self.unit_rows[position] : self.unit_rows[position + 1]]
+
+    def vector(self, position: int) -> np.ndarray:
+        """The stored vector of the chunk at `position`."""
+        return np.asarray(self.faiss_index.reconstruct(position), dtype="float32")
+
+    def lexical(self) -> Lexical | None:
+        """The store's own lexical search, or None when retrieval should build BM25 over `chunks`."""
+        return None
+
+    def outdated(self) -> bool:
+        """Whether another ingest has made a newer build current since this index was read (cheap)."""
+        return self.origin is not None and self.origin() != self.generation
 
     @functools.cached_property
     def by_id(self) -> dict[str, Document]:
@@ -165,6 +190,14 @@ class Index:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
 
+def _units(chunk: Document) -> list[Unit]:
+    """A chunk's quotable units, from the [start, end, flags] spans in its metadata."""
+    return [
+        Unit(chunk.page_content[a:b], a, row="r" in f, caption="c" in f)
+        for a, b, f in chunk.metadata.get("units") or ()
+    ]
+
+
 def _faiss() -> Any:
     """faiss, imported lazily and typed as Any (its bundled stubs miss the SWIG classes we use)."""
     import faiss
@@ -189,7 +222,9 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
         ) from None
 
 
-def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | None = None) -> None:
+def check_manifest(
+    manifest: dict[str, Any], settings: Settings, model: str | None = None, where: str | None = None
+) -> None:
     """Raise IndexMismatchError naming each setting that differs from the index's, and what to run."""
     expected = {
         "embedding_model": model or settings.embedding_model,
@@ -204,29 +239,186 @@ def check_manifest(manifest: dict[str, Any], settings: Settings, model: str | No
     diffs = [f"{k} {found.get(k)!r} (settings say {v!r})" for k, v in expected.items() if found.get(k) != v]
     if diffs:
         raise IndexMismatchError(
-            f"The index in {settings.index_dir} was built with {', '.join(diffs)}; "
+            f"The index in {where or settings.index_dir} was built with {', '.join(diffs)}; "
             "run `nhs-assistant ingest` to rebuild it with the current settings."
         )
 
 
-def load_index(settings: Settings, embeddings: Embeddings | None = None, model: str | None = None) -> Index:
-    """Load the current build, after checking its manifest against the settings."""
-    from langchain_community.docstore.in_memory import InMemoryDocstore
-    from langchain_community.vectorstores import FAISS
-    from langchain_community.vectorstores.utils import DistanceStrategy
+# --- where an index lives ---------------------------------------------------------------------------
 
-    manifest, faiss_index, records, targets, unit_vectors = _read_current(settings, model)
-    chunks = [Document(page_content=r["page_content"], metadata=r["metadata"], id=r["id"]) for r in records]
-    if embeddings is None:
-        embeddings = load_embeddings(settings)
-    vectorstore = FAISS(
-        embedding_function=embeddings,
-        index=faiss_index,
-        docstore=InMemoryDocstore({str(c.id): c for c in chunks}),
-        index_to_docstore_id={i: str(c.id) for i, c in enumerate(chunks)},
-        distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
-    )
-    return Index(chunks, vectorstore, targets, manifest, embeddings, unit_vectors)
+
+@dataclass
+class Fresh:
+    """A file this ingest (re)indexes: its manifest entry, chunks, their vectors, its register rows."""
+
+    meta: dict[str, Any]
+    chunks: list[Document]
+    vectors: np.ndarray  # one row per chunk
+    unit_vectors: np.ndarray  # one row per unit, chunks in order
+    targets: list[dict[str, Any]]
+
+
+@dataclass
+class Plan:
+    """What one ingest asks a store to write: the new index's files in order, and which of them are
+    fresh; every other file in `order` stays as it is indexed, and `removed` files leave."""
+
+    embedding: dict[str, Any]  # the manifest's fields on the embedder (Pipeline.describe)
+    order: list[str]
+    fresh: dict[str, Fresh]
+    removed: list[str]
+    inputs: list[str]
+
+
+class Previous(Protocol):
+    """The current index as an ingest sees it: what can be reused instead of embedded again."""
+
+    manifest: dict[str, Any]
+    files: dict[str, dict[str, Any]]
+
+    def vectors_of(self, name: str) -> dict[str, tuple[Any, np.ndarray, np.ndarray]]:
+        """chunk_id -> (units, vector, unit vectors) of each chunk of file `name` as indexed now."""
+        ...
+
+
+class Store(Protocol):
+    """Where an index lives. One ingest writes at a time; readers never wait and never see half a build."""
+
+    settings: Settings
+
+    @property
+    def where(self) -> str:
+        """The store as a message names it (never with a password)."""
+        ...
+
+    def lock(self, wait: bool, on_wait: Callable[[str], None] | None) -> AbstractContextManager[None]:
+        """Hold the writer lock (released if the holder dies); IndexBusyError when busy and not `wait`."""
+        ...
+
+    def previous(self, model: str) -> Previous | None:
+        """The current index when it can be reused (same model and chunking), else None."""
+        ...
+
+    def write(self, plan: Plan, old: Previous | None, fail_after_write: Callable[[], None] | None) -> str:
+        """Make `plan` the current index in one step (a crash leaves the old one); the index type."""
+        ...
+
+    def load(self, embeddings: Embeddings | None, model: str | None) -> Index:
+        """The current index, after checking its manifest against the settings."""
+        ...
+
+    def generation(self) -> object:
+        """A cheap token that changes whenever an ingest makes a new build current."""
+        ...
+
+
+def open_store(settings: Settings) -> Store:
+    """The store ASSISTANT_STORE names: `faiss` (an index folder, the default) or `postgres`."""
+    if settings.store == "faiss":
+        return FolderStore(settings)
+    try:
+        from assistant.pgstore import PostgresStore
+    except ImportError as err:
+        raise ConfigError(
+            f"ASSISTANT_STORE=postgres needs the {err.name} package; run `pip install -e '.[postgres]'`."
+        ) from None
+    return PostgresStore(settings)
+
+
+def load_index(settings: Settings, embeddings: Embeddings | None = None, model: str | None = None) -> Index:
+    """Load the current index of the store the settings name, after checking its manifest."""
+    return open_store(settings).load(embeddings, model)
+
+
+def _embeddings(settings: Settings, embeddings: Embeddings | None) -> Embeddings:
+    return embeddings if embeddings is not None else load_embeddings(settings)
+
+
+class FolderStore:
+    """The index as files in ASSISTANT_INDEX_DIR: FAISS, JSON and .npy (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.index_dir}/"
+
+    def lock(self, wait: bool, on_wait: Callable[[str], None] | None) -> AbstractContextManager[None]:
+        return writer_lock(self.settings.index_dir, wait, on_wait)
+
+    def previous(self, model: str) -> _Previous | None:
+        return _previous(self.settings, model)
+
+    def generation(self) -> object:
+        # os.replace gives the manifest a new inode: a stat, not a read, tells that a build was made current
+        try:
+            stat = manifest_path(self.settings.index_dir).stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def load(self, embeddings: Embeddings | None, model: str | None) -> Index:
+        from langchain_community.docstore.in_memory import InMemoryDocstore
+        from langchain_community.vectorstores import FAISS
+        from langchain_community.vectorstores.utils import DistanceStrategy
+
+        generation = self.generation()
+        manifest, faiss_index, records, targets, unit_vectors = _read_current(self.settings, model)
+        chunks = [
+            Document(page_content=r["page_content"], metadata=r["metadata"], id=r["id"]) for r in records
+        ]
+        embeddings = _embeddings(self.settings, embeddings)
+        vectorstore = FAISS(
+            embedding_function=embeddings,
+            index=faiss_index,
+            docstore=InMemoryDocstore({str(c.id): c for c in chunks}),
+            index_to_docstore_id={i: str(c.id) for i, c in enumerate(chunks)},
+            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+        )
+        return Index(
+            chunks, vectorstore, targets, manifest, embeddings, unit_vectors, self.generation, generation
+        )
+
+    def write(self, plan: Plan, old: Previous | None, fail_after_write: Callable[[], None] | None) -> str:
+        chunks: list[Document] = []
+        vectors: list[np.ndarray] = []
+        unit_vectors: list[np.ndarray] = []
+        targets: list[dict[str, Any]] = []
+        files: dict[str, dict[str, Any]] = {}
+        for name in plan.order:
+            if name in plan.fresh:
+                fresh = plan.fresh[name]
+                chunks += fresh.chunks
+                vectors.append(fresh.vectors)
+                unit_vectors.append(fresh.unit_vectors)
+                targets += fresh.targets
+                files[name] = fresh.meta
+                continue
+            assert isinstance(old, _Previous)  # a file kept as it is comes from the current build
+            positions = old.by_source.get(name, [])
+            chunks += [old.chunks[i] for i in positions]
+            vectors += [np.asarray(old.vectors[i]).reshape(1, -1) for i in positions]
+            unit_vectors += [old.units_of(i) for i in positions]
+            targets += [t for t in old.targets if t["source"] == name]
+            files[name] = old.files[name]
+        return _write_build(
+            self.settings,
+            plan.embedding,
+            chunks,
+            _stack(vectors),
+            _stack(unit_vectors),
+            targets,
+            files,
+            plan.inputs,
+            fail_after_write,
+        )
+
+
+def _stack(blocks: list[np.ndarray]) -> np.ndarray:
+    """Rows of several (n, d) blocks as one float32 matrix (blocks of no rows left out)."""
+    rows = [b.reshape(len(b), -1) for b in blocks if len(b)]
+    return np.vstack(rows).astype("float32") if rows else np.empty((0, 0), dtype="float32")
 
 
 def _read_current(
@@ -298,6 +490,7 @@ def build_index(
     remove: Collection[str] = (),
     wait: bool = True,
     on_wait: Callable[[str], None] | None = None,
+    pipeline: Pipeline | None = None,
 ) -> IngestReport:
     """Add and update the files below `paths`, reusing unchanged files' chunks and vectors.
 
@@ -306,11 +499,21 @@ def build_index(
     ingest writes at a time: a second one waits for the first (telling `on_wait`), or with `wait=False`
     raises IndexBusyError. A file that cannot be read is skipped with its reason; AssistantError is
     raised only when nothing below `paths` could be indexed (the previous index stays as it was).
+    Files are read and embedded by `pipeline` (default: in this process, with `embeddings`).
     `fail_after_write` is a test hook called after the new build is written and before it is made current.
     """
-    with writer_lock(settings.index_dir, wait, on_wait):
+    model = model or settings.embedding_model
+    store = open_store(settings)
+    with store.lock(wait, on_wait):
         return _build(
-            [Path(p) for p in paths], settings, embeddings, progress, model, fail_after_write, prune, remove
+            store,
+            [Path(p) for p in paths],
+            pipeline or SerialPipeline(settings, embeddings, model),
+            progress,
+            model,
+            fail_after_write,
+            prune,
+            remove,
         )
 
 
@@ -340,142 +543,213 @@ def writer_lock(
         lock.release()
 
 
+# --- reading and embedding --------------------------------------------------------------------------
+
+
+@dataclass
+class Chunked:
+    """One file read and split: its page count, chunks (units marked) and register rows."""
+
+    pages: int
+    chunks: list[Document]
+    targets: list[dict[str, Any]]
+
+
+def read_file(path: Path, chunk_size: int, chunk_overlap: int) -> Chunked | str:
+    """One file read and split into chunks, or the reason it could not be (the run goes on without it)."""
+    try:
+        docs = load_file(path)
+        chunks, targets = chunk_documents(docs, chunk_size, chunk_overlap)
+        _mark_units(chunks)
+    except Exception as err:  # noqa: BLE001 - whatever one file does, the run goes on without it
+        return _reason(err)
+    return Chunked(len(docs), chunks, targets_to_json(targets))
+
+
+class Pipeline(Protocol):
+    """How an ingest reads and embeds: in this process, or on a cluster (distributed.RayPipeline)."""
+
+    def read(self, paths: list[Path]) -> Iterator[tuple[Path, Chunked | str]]:
+        """Each file read and split (see `read_file`), in any order, as each is done."""
+        ...
+
+    def embed(
+        self, texts: list[str], unit_texts: list[str], progress: Progress | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The vectors of chunk texts and of unit texts, in the order given."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The manifest's fields on the embedder: model, runtime, kind of vectors, model file hashes."""
+        ...
+
+
+class SerialPipeline:
+    """Reads and embeds in this process (the model loads only if something needs embedding)."""
+
+    def __init__(self, settings: Settings, embeddings: Embeddings | None, model: str) -> None:
+        self.settings = settings
+        self.embeddings = embeddings
+        self.model = model
+
+    def read(self, paths: list[Path]) -> Iterator[tuple[Path, Chunked | str]]:
+        for path in paths:
+            yield path, read_file(path, self.settings.chunk_size, self.settings.chunk_overlap)
+
+    def embed(
+        self, texts: list[str], unit_texts: list[str], progress: Progress | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        if not texts and not unit_texts:
+            return [], []
+        embeddings = self._embeddings()
+        return (
+            _embed(embeddings, texts, progress, "embedding"),
+            _embed(embeddings, unit_texts, progress, "embedding sentences"),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "embedding_model": self.model,
+            **describe(self._embeddings(), self.settings.embedding_runtime),
+        }
+
+    def _embeddings(self) -> Embeddings:
+        if self.embeddings is None:
+            self.embeddings = load_embeddings(self.settings, self.model)
+        return self.embeddings
+
+
+# --- one ingest -------------------------------------------------------------------------------------
+
+
 def _build(
+    store: Store,
     inputs: list[Path],
-    settings: Settings,
-    embeddings: Embeddings | None,
+    pipeline: Pipeline,
     progress: Progress | None,
-    model: str | None,
+    model: str,
     fail_after_write: Callable[[], None] | None,
     prune: bool,
     remove: Collection[str],
 ) -> IngestReport:
     started = time.perf_counter()
-    model = model or settings.embedding_model
+    settings = store.settings
     report = IngestReport()
-    old = _previous(settings, model)
+    old = store.previous(model)
     files, report.skipped = find_files(inputs)
-    chunks: list[Document] = []
-    vectors: list[np.ndarray] = []
-    unit_vectors: dict[str, np.ndarray] = {}  # chunk id -> its units' vectors, when reused
-    targets: list[dict[str, Any]] = []
-    file_meta: dict[str, dict[str, Any]] = {}
-    to_embed: list[Document] = []
     found = {path.name for path in files} | {s.path.name for s in report.skipped}
-
-    def reuse(name: str) -> None:
-        assert old is not None
-        positions = old.by_source.get(name, [])
-        chunks.extend(old.chunks[i] for i in positions)
-        vectors.extend(old.vectors[i] for i in positions)
-        unit_vectors.update({old.chunks[i].metadata["chunk_id"]: old.units_of(i) for i in positions})
-        targets.extend(t for t in old.targets if t["source"] == name)
-        file_meta[name] = old.files[name]
-        report.pages += old.files[name].get("pages", 0)
-
+    order: list[str] = []  # the files of the new index, in order
+    shas: dict[str, str] = {}
+    to_read: list[Path] = []
     for n, path in enumerate(files, start=1):
         if progress:
-            progress(f"reading {path.name}", n, len(files))
-        if path.name in file_meta:
-            report.skipped.append(
-                Skipped(path, "a file with the same name is already indexed; rename one of them")
-            )
+            progress(f"checking {path.name}", n, len(files))
+        if path.name in shas:
+            report.skipped.append(Skipped(path, "a file with the same name comes first; rename one of them"))
             continue
         previous = old.files.get(path.name) if old else None
         try:
             check_file(path, settings.max_upload_mb * 2**20)  # by its size, before any of it is read
-            sha = file_sha256(path)
-            if old and previous and previous["sha256"] == sha:
-                reuse(path.name)
-                report.reused_files += 1
-                continue
-            docs = load_file(path)
-            file_chunks, file_targets = chunk_documents(docs, settings.chunk_size, settings.chunk_overlap)
-            _mark_units(file_chunks)
+            shas[path.name] = file_sha256(path)
         except Exception as err:  # noqa: BLE001 - whatever one file does, the run goes on without it
             report.skipped.append(Skipped(path, _reason(err) + (_KEPT if previous else "")))
             continue
-        file_meta[path.name] = {
-            "sha256": sha,
-            "pages": len(docs),
-            "chunks": len(file_chunks),
-            "path": str(path),
-        }
-        report.pages += len(docs)
-        targets += targets_to_json(file_targets)
-        for chunk in file_chunks:
-            position = old.position.get(chunk.metadata["chunk_id"]) if old else None
-            chunks.append(chunk)
-            if (
-                old
-                and position is not None
-                and old.chunks[position].metadata.get("units") == chunk.metadata["units"]
-            ):
-                vectors.append(old.vectors[position])
-                unit_vectors[chunk.metadata["chunk_id"]] = old.units_of(position)
-            else:
-                vectors.append(np.empty(0, dtype="float32"))
-                to_embed.append(chunk)
-    if not file_meta:
+        order.append(path.name)
+        if previous and previous["sha256"] == shas[path.name]:
+            report.reused_files += 1
+            report.pages += previous.get("pages", 0)
+        else:
+            to_read.append(path)
+    chunked: dict[str, tuple[Path, Chunked]] = {}
+    for n, (path, result) in enumerate(pipeline.read(to_read), start=1):
+        if progress:
+            progress(f"read {path.name}", n, len(to_read))
+        if isinstance(result, str):
+            was_indexed = old is not None and path.name in old.files
+            report.skipped.append(Skipped(path, result + (_KEPT if was_indexed else "")))
+            order.remove(path.name)
+        else:
+            chunked[path.name] = (path, result)
+    if not order:
         reasons = "; ".join(str(s) for s in report.skipped) or "no supported files found"
         raise AssistantError(
             f"Nothing was indexed ({reasons}); add PDF, DOCX, TXT, MD or HTML files and retry."
         )
+    removed: list[str] = []
     for name in old.files if old else {}:
-        if name in file_meta:
+        if name in order:
             continue
         if name in found:  # found but unreadable this time: its earlier version stays (see _KEPT)
-            reuse(name)
+            order.append(name)
         elif prune or name in remove:
-            report.removed_files += 1
+            removed.append(name)
+            continue
         else:
-            reuse(name)
+            order.append(name)
             report.kept_files += 1
-    report.files = len(file_meta)
+        report.pages += old.files[name].get("pages", 0)  # type: ignore[union-attr]
+    report.files, report.removed_files = len(order), len(removed)
     earlier = [] if prune or old is None else list(old.manifest.get("inputs", []))
     recorded = list(dict.fromkeys(earlier + [str(p) for p in inputs]))
-    changed = (
-        old is None
-        or bool(to_embed)
-        or file_meta != old.files
-        or [c.metadata["chunk_id"] for c in chunks] != [c.metadata["chunk_id"] for c in old.chunks]
+    fresh = _vectors(chunked, shas, old, pipeline, progress, report)
+    report.pages += sum(f.meta["pages"] for f in fresh.values())
+    indexed = old.files if old else {}
+    report.chunks = sum(
+        len(fresh[n].chunks) if n in fresh else int(indexed[n].get("chunks", 0)) for n in order
     )
-    if changed:
-        if embeddings is None:
-            embeddings = load_embeddings(settings, model)
-        t0 = time.perf_counter()
-        fresh = _embed(embeddings, [c.page_content for c in to_embed], progress, "embedding")
-        new_units = [c for c in chunks if c.metadata["chunk_id"] not in unit_vectors]
-        unit_texts = [_unit_text(c, a, b) for c in new_units for a, b, _ in c.metadata["units"]]
-        fresh_units = iter(_embed(embeddings, unit_texts, progress, "embedding sentences"))
-        dimension = len(fresh[0]) if fresh else vectors[0].size
-        for c in new_units:
-            rows = [next(fresh_units) for _ in c.metadata["units"]]
-            unit_vectors[c.metadata["chunk_id"]] = np.array(rows, dtype="float32").reshape(-1, dimension)
-        report.embed_seconds = time.perf_counter() - t0
-        report.embedded = len(to_embed)
-        report.embedded_units = len(unit_texts)
-        slot = iter(fresh)
-        vectors = [v if v.size else next(slot) for v in vectors]
-        matrix = np.vstack(vectors).astype("float32")
-        unit_matrix = np.vstack([unit_vectors[c.metadata["chunk_id"]] for c in chunks]).astype("float32")
-        report.index_type = _write_build(
-            settings,
-            {"embedding_model": model, **describe(embeddings, settings.embedding_runtime)},
-            chunks,
-            matrix,
-            unit_matrix,
-            targets,
-            file_meta,
-            recorded,
-            fail_after_write,
-        )
+    if old is None or fresh or removed or order != list(old.files):
+        plan = Plan(pipeline.describe(), order, fresh, removed, recorded)
+        report.index_type = store.write(plan, old, fail_after_write)
     else:
-        assert old is not None
         report.index_type = old.manifest.get("index_type", "")
-    report.chunks = len(chunks)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _vectors(
+    chunked: dict[str, tuple[Path, Chunked]],
+    shas: dict[str, str],
+    old: Previous | None,
+    pipeline: Pipeline,
+    progress: Progress | None,
+    report: IngestReport,
+) -> dict[str, Fresh]:
+    """The fresh files with every vector they need: reused where a chunk (and its units) is unchanged,
+    else embedded by the pipeline."""
+    reused: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    to_embed: list[Document] = []
+    for name, (_, result) in chunked.items():
+        before = old.vectors_of(name) if old is not None and name in old.files else {}
+        for chunk in result.chunks:
+            match = before.get(chunk.metadata["chunk_id"])
+            if match is not None and match[0] == chunk.metadata["units"]:
+                reused[chunk.metadata["chunk_id"]] = (match[1], match[2])
+            else:
+                to_embed.append(chunk)
+    unit_texts = [_unit_text(c, a, b) for c in to_embed for a, b, _ in c.metadata["units"]]
+    t0 = time.perf_counter()
+    embedded, embedded_units = pipeline.embed([c.page_content for c in to_embed], unit_texts, progress)
+    report.embed_seconds = time.perf_counter() - t0 if to_embed else 0.0
+    report.embedded, report.embedded_units = len(to_embed), len(unit_texts)
+    fresh_units = iter(embedded_units)
+    for chunk, vector in zip(to_embed, embedded, strict=True):
+        rows = [next(fresh_units) for _ in chunk.metadata["units"]]
+        reused[chunk.metadata["chunk_id"]] = (
+            vector,
+            np.array(rows, dtype="float32").reshape(-1, len(vector)),
+        )
+    out: dict[str, Fresh] = {}
+    for name, (path, result) in chunked.items():
+        ids = [c.metadata["chunk_id"] for c in result.chunks]
+        meta = {"sha256": shas[name], "pages": result.pages, "chunks": len(ids), "path": str(path)}
+        out[name] = Fresh(
+            meta,
+            result.chunks,
+            _stack([np.asarray(reused[i][0], dtype="float32").reshape(1, -1) for i in ids]),
+            _stack([reused[i][1] for i in ids]),
+            result.targets,
+        )
+    return out
 
 
 _KEPT = " (the version indexed earlier is kept)"
@@ -544,6 +818,16 @@ class _Previous:
     def units_of(self, position: int) -> np.ndarray:
         """The vectors of the units of the chunk at `position`."""
         return np.asarray(self.unit_vectors[self.unit_rows[position] : self.unit_rows[position + 1]])
+
+    def vectors_of(self, name: str) -> dict[str, tuple[Any, np.ndarray, np.ndarray]]:
+        return {
+            self.chunks[i].metadata["chunk_id"]: (
+                self.chunks[i].metadata.get("units"),
+                np.asarray(self.vectors[i]),
+                self.units_of(i),
+            )
+            for i in self.by_source.get(name, [])
+        }
 
 
 def _previous(settings: Settings, model: str) -> _Previous | None:

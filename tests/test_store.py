@@ -28,13 +28,6 @@ class CountingEmbedding(DeterministicFakeEmbedding):
         return super().embed_documents(texts)
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    folder = tmp_path / "corpus"
-    shutil.copytree(ROOT / "corpus", folder)
-    return folder
-
-
 def _build(corpus: Path, settings: Settings, embed: CountingEmbedding | None = None):  # noqa: ANN202
     return build_index([corpus], settings, embeddings=embed or CountingEmbedding(size=64), model=FAKE)
 

@@ -1,1 +1,2 @@
-"""Helpers shared by the end-to-end tests and the benchmark (bench/): a real Streamlit server and browser."""
+"""Helpers shared by the tests and the benchmark (bench/): a real Streamlit server and browser, a real
+PostgreSQL server with pgvector."""
