@@ -30,7 +30,7 @@ from assistant.errors import AssistantError, ConfigError, QuestionError
 from assistant.evidence import Passage, Policy, Verdict
 from assistant.figures import labels
 from assistant.lexicon import Vocabulary, stems
-from assistant.passages import Furniture, is_contents, units
+from assistant.passages import Furniture, antecedent, is_contents, units
 from assistant.questions import Question
 from assistant.retrieval import Hit, HybridRetriever
 from assistant.store import Index, IngestReport, Progress, build_index, load_index
@@ -438,7 +438,14 @@ class Chain:
         # in document order within a chunk, chunks in the order the policy ranked them
         order = {id(s.passage.chunk): i for i, s in reversed(list(enumerate(picks)))}
         picks.sort(key=lambda s: (order[id(s.passage.chunk)], s.passage.unit.start))
-        return [(s.passage.chunk, self._quote(s.passage)) for s in picks]
+        quoted = {(id(s.passage.chunk), s.passage.unit.start) for s in picks}
+        out: list[tuple[Document, str]] = []
+        for s in picks:
+            before = antecedent(s.passage.unit, s.passage.siblings)
+            if before is not None and (id(s.passage.chunk), before.start) not in quoted:
+                out.append((s.passage.chunk, before.text))  # who "they" are, when the quote opens with it
+            out.append((s.passage.chunk, self._quote(s.passage)))
+        return out
 
     def _labelled_item(self, best: Passage) -> list[tuple[Document, str]]:
         """A labelled item ("Recommendation 9: ...") quoted whole: its opening unit and those after it, up

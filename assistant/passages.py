@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from langchain_core.documents import Document
@@ -220,6 +220,23 @@ def _web_line(text: str) -> bool:
     # A sentence that carries several links still has a sentence's words beside them; a footer has none.
     prose = re.findall(r"[A-Za-z]{2,}", _WEB_SPAN.sub(" ", text))
     return found > 0.4 * len(text.strip()) and len(prose) < _PROSE_WORDS
+
+
+_ANAPHORA = re.compile(r"(?:they|this|these|those|it|its|their|such|he|she|his|her)\b", re.I)
+
+
+def antecedent(unit: Unit, siblings: Sequence[Unit]) -> Unit | None:
+    """The sentence a prose unit points back to when it opens with a pronoun ("They decide ..."): the
+    prose unit just before it in the same chunk, so a quote never leaves its reader asking who "they" are.
+
+    >>> first, second = Unit("Data controllers hold the records.", 0), Unit("They decide who sees them.", 35)
+    >>> antecedent(second, [first, second]) == first, antecedent(first, [first, second])
+    (True, None)
+    """
+    if unit.row or unit.caption or not _ANAPHORA.match(unit.text):
+        return None
+    before = [u for u in siblings if u.start + len(u.text) <= unit.start and not (u.row or u.caption)]
+    return before[-1] if before else None
 
 
 def quote_units(chunk: Document, furniture: Furniture | None = None) -> list[str]:

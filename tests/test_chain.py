@@ -12,6 +12,7 @@ from assistant.answer import Citation, verify
 from assistant.chain import Chain
 from assistant.config import Settings
 from assistant.errors import QuestionError
+from assistant.store import build_index
 
 
 def test_fabricated_quote_is_rejected() -> None:
@@ -167,3 +168,22 @@ def test_a_generated_figure_that_loses_its_qualifier_falls_back_to_the_quote(cor
     assert not answer.refused and "an average of 30 minutes" in answer.text
     assert "cut by" not in answer.text
     assert "meaning changed" in answer.trace["generative"]["fallback"]
+
+
+@pytest.mark.slow
+def test_a_quote_opening_with_a_pronoun_brings_the_sentence_it_points_back_to(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "harbour-review.md").write_text(
+        "# Harbour ward review\n\n## Who signs off discharges\n\n"
+        "Discharge coordinators keep the ward's discharge list. "
+        "They decide each morning which patients can go home before noon. "
+        "The ward also runs a weekend pharmacy rota.\n",
+        encoding="utf-8",
+    )
+    settings = Settings(index_dir=tmp_path / "index")
+    build_index([corpus], settings)
+    answer = Chain(settings).ask("who decides which patients can go home before noon on the harbour ward?")
+    assert not answer.refused
+    assert "Discharge coordinators keep the ward's discharge list." in answer.text
+    assert answer.text.index("Discharge coordinators") < answer.text.index("They decide")
