@@ -55,7 +55,10 @@ _LIST = re.compile(
     r"(?:objectives|targets|priorities|ambitions|recommendations|conditions|areas)\b"
     r"|\b(?:what|which) are (?:the|its|their)\s+(?:[\w&-]+\s+){0,4}(?:objectives|targets|priorities|ambitions|"
     r"recommendations|conditions|themes|aims|findings|options|steps)\b"
-    r"|\btop (?:\d+|three|five)\b",
+    r"|\btop (?:\d+|three|five)\b"
+    # "which <things> do/are/will ...": several named things, whatever word ends the question ("target")
+    r"|^\s*which\s+(?:(?!(?:is|was|are|were|of)\b)[\w&-]+\s+){0,3}[\w&-]*[^\W_su]s\s+"
+    r"(?:do|does|did|are|were|have|has|had|will|would|should|can|could|need|get)\b",
     re.I,
 )
 _YES_NO = re.compile(
@@ -223,7 +226,7 @@ def kind_of(text: str) -> str:
     """The answer a question wants, by the first of KINDS whose pattern it matches.
 
     >>> [kind_of(q) for q in ["which is longer, the cancer 28 day standard or the 6 week diagnostic wait?",
-    ...     "besides the new scanners, what else is funded?", "list the diagnostics objectives",
+    ...     "besides the new scanners, what else is funded?", "which hospital wards will the pilot cover?",
     ...     "is the hypertension target 80%?", "who wrote the workforce report", "stroke scanning standard by when?",
     ...     "how many extra dental appts", "learning disability health check rate"]]
     ['comparison', 'exclusion', 'list', 'yesno', 'who', 'deadline', 'figure', 'figure']
