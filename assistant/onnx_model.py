@@ -28,6 +28,8 @@ import secrets
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -228,10 +230,7 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
     # Two texts of different lengths, so the traced graph sees padding.
     example = model.preprocess(list(_CHECK_TEXTS))
     args = tuple(example[n] if n in example else torch.zeros_like(example["input_ids"]) for n in names)
-    # Written under a temporary folder with the final names (the graph names its weights file), then moved.
-    tmp = folder.parent / f".{folder.name}.{secrets.token_hex(4)}.tmp"
-    tmp.mkdir(parents=True)
-    try:
+    with _staged(source, folder) as tmp:
         traced = tmp / "traced.onnx"
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shape checks that hold for every input
@@ -257,13 +256,6 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
             location=weights_file,
             size_threshold=1024,
         )
-        shutil.copymode(tmp / graph_file, tmp / weights_file)  # onnx writes it owner-only (0600)
-        shutil.copyfile(source / TOKENIZER, tmp / TOKENIZER)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in (weights_file, TOKENIZER, graph_file):
-            os.replace(tmp / name, folder / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     record: dict[str, Any] = {
         "format": FORMAT,
         "source": str(source),
@@ -280,17 +272,16 @@ def export_onnx(source: Path, folder: Path) -> dict[str, Any]:
     return record
 
 
-def _build_from_weights(source: Path, folder: Path) -> dict[str, Any]:
-    """Write the graph of `source` from its weights (bert_onnx, no torch) into `folder`; return its record."""
-    from assistant.bert_onnx import OPSET as BUILT_OPSET
-    from assistant.bert_onnx import build_onnx
-
-    started = time.perf_counter()
+@contextmanager
+def _staged(source: Path, folder: Path) -> Iterator[Path]:
+    """A temporary folder beside `folder` to write the fp32 graph and its weights into (the graph names its
+    weights file, so they are written under their final names); on success they and the source's tokenizer
+    are moved into `folder`, and the temporary folder is always removed."""
     graph_file, weights_file = FILES["fp32"]
     tmp = folder.parent / f".{folder.name}.{secrets.token_hex(4)}.tmp"
     tmp.mkdir(parents=True)
     try:
-        shapes = build_onnx(source, tmp / graph_file, weights_file)
+        yield tmp
         shutil.copymode(tmp / graph_file, tmp / weights_file)  # onnx writes it owner-only (0600)
         shutil.copyfile(source / TOKENIZER, tmp / TOKENIZER)
         folder.mkdir(parents=True, exist_ok=True)
@@ -298,6 +289,17 @@ def _build_from_weights(source: Path, folder: Path) -> dict[str, Any]:
             os.replace(tmp / name, folder / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build_from_weights(source: Path, folder: Path) -> dict[str, Any]:
+    """Write the graph of `source` from its weights (bert_onnx, no torch) into `folder`; return its record."""
+    from assistant.bert_onnx import OPSET as BUILT_OPSET
+    from assistant.bert_onnx import build_onnx
+
+    started = time.perf_counter()
+    graph_file, weights_file = FILES["fp32"]
+    with _staged(source, folder) as tmp:
+        shapes = build_onnx(source, tmp / graph_file, weights_file)
     return {
         "format": FORMAT,
         "source": str(source),
