@@ -191,19 +191,11 @@ def bench_dense(
         faiss.omp_set_num_threads(1)
         for ef in HNSW_EF_SEARCH:
             hnsw.hnsw.efSearch = ef
-            lat, found = _single_query_ms(hnsw, queries)
-            rows.append(
-                {
-                    "n": n,
-                    "index": "IndexHNSWFlat",
-                    "params": f"M={HNSW_M},efC={HNSW_EF_CONSTRUCTION},efSearch={ef}",
-                    "build_s": round(build_s, 2),
-                    "bytes": size,
-                    "latency_ms": lat,
-                    "recall_at_10": recall_at_k(found, truth),
-                }
+            params = f"M={HNSW_M},efC={HNSW_EF_CONSTRUCTION},efSearch={ef}"
+            rows.append(_measured(hnsw, "IndexHNSWFlat", params, build_s, size, queries, truth))
+            log(
+                f"scale {n:,}: HNSW ef={ef} p50 {rows[-1]['latency_ms']['p50']:.2f} ms recall {rows[-1]['recall_at_10']:.3f}"
             )
-            log(f"scale {n:,}: HNSW ef={ef} p50 {lat['p50']:.2f} ms recall {rows[-1]['recall_at_10']:.3f}")
         del hnsw
     else:
         rows.append({"n": n, "index": "IndexHNSWFlat", "params": f"M={HNSW_M}", "skipped": hnsw_skip_reason})
@@ -226,22 +218,30 @@ def bench_dense(
         if nprobe > nlist:
             continue
         ivf.nprobe = nprobe
-        lat, found = _single_query_ms(ivf, queries)
-        rows.append(
-            {
-                "n": n,
-                "index": "IndexIVFFlat",
-                "params": f"nlist={nlist},nprobe={nprobe}",
-                "build_s": round(train_s + add_s, 2),
-                "bytes": size,
-                "latency_ms": lat,
-                "recall_at_10": recall_at_k(found, truth),
-            }
+        params = f"nlist={nlist},nprobe={nprobe}"
+        rows.append(_measured(ivf, "IndexIVFFlat", params, train_s + add_s, size, queries, truth))
+        log(
+            f"scale {n:,}: IVF nprobe={nprobe} p50 {rows[-1]['latency_ms']['p50']:.2f} ms recall {rows[-1]['recall_at_10']:.3f}"
         )
-        log(f"scale {n:,}: IVF nprobe={nprobe} p50 {lat['p50']:.2f} ms recall {rows[-1]['recall_at_10']:.3f}")
     faiss.omp_set_num_threads(threads)
     del ivf
     return rows
+
+
+def _measured(
+    index: Any, name: str, params: str, build_s: float, size: int, queries: np.ndarray, truth: np.ndarray
+) -> dict[str, Any]:
+    """One row of the dense table: `index` (as configured now) timed on single queries, recall against `truth`."""
+    lat, found = _single_query_ms(index, queries)
+    return {
+        "n": index.ntotal,
+        "index": name,
+        "params": params,
+        "build_s": round(build_s, 2),
+        "bytes": size,
+        "latency_ms": lat,
+        "recall_at_10": recall_at_k(found, truth),
+    }
 
 
 def bench_bm25(texts: list[str], questions: list[str]) -> dict[str, Any]:
